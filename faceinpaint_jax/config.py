@@ -1,0 +1,150 @@
+"""The base configuration every config file starts from, and the checks run before anything compiles."""
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """A bad config value; the launcher prints it as one line."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  config.model = ml_collections.ConfigDict(dict(
+      attention_steps=3,  # N, recurrent steps of the attentive module
+      attention_features=32,
+      attention_resblocks=3,  # K
+      completion_width=64,  # Fig. 4: encoder 64-128-128-256
+      dilation_rates=(2, 4, 8, 16),
+      use_skips=True,
+      upsample="transpose",  # or "resize_conv"
+      nonlocal_impl="einsum",  # "einsum" | "chunked" | "auto"
+      nonlocal_chunk=1024,  # query positions per chunk for "chunked"
+      disc_global_widths=(64, 128, 256, 512, 512),
+      disc_global_non_local_after=1,
+      disc_local_widths=(64, 128, 256, 512),
+      disc_local_non_local_after=3,
+      disc_dense_features=1024,
+      disc_batchnorm=True,
+      spectral_norm=False,
+      dtype="float32",  # compute dtype; parameters and optimizer state stay float32
+  ))
+
+  config.data = ml_collections.ConfigDict(dict(
+      source="sample",  # "sample" | "tfds:celeb_a" | "folder:PATH"
+      data_dir="",  # tfds data_dir; empty: tfds default
+      cache_dir="",  # assets and folder scans; empty: ~/.cache/faceinpaint_jax
+      image_size=128,
+      hole_min_fraction=24 / 128,  # training holes: 24–64 px at 128 (§3.3), scaled with image size
+      hole_max_fraction=64 / 128,
+      mask_kind="rectangle",  # "rectangle" | "free_form"
+      local_window_fraction=0.5,  # 64×64 at 128×128
+      hole_fill="white",  # "white" (§3.4.1) | "mean"
+      random_flip=True,
+      folder_test_fraction=0.05,  # folder sources without list_eval_partition.txt
+      folder_validation_fraction=0.05,
+      num_workers=8,  # decoding threads
+      prefetch_batches=4,
+  ))
+
+  config.loss = ml_collections.ConfigDict(dict(
+      theta=3.0,  # Eq. 6
+      multiscale_lambda=0.75,  # Eq. 8
+      adversarial=0.01,  # α, Eq. 10
+      semantic=0.0,  # L_sem weight; 1.0 in the paper, 0 until the face parser is wired in
+      multiscale=1.0,
+      attention=1.0,
+      mse=1.0,
+  ))
+
+  config.train = ml_collections.ConfigDict(dict(
+      steps=100_000,
+      stage1_steps=10_000,  # T_r of Algorithm 1
+      batch_size=8,  # global, across all devices and hosts
+      seed=0,
+      g_learning_rate=2e-4,
+      d_learning_rate=2e-4,
+      b1=0.5,
+      b2=0.999,
+      schedule="constant",  # "constant" | "cosine"
+      warmup_steps=0,
+      grad_clip_norm=0.0,  # 0 disables clipping
+      checkpoint_every=1000,
+      keep_checkpoints=3,
+      log_every=50,
+      sample_every=1000,  # image grids to TensorBoard and WORKDIR/samples; 0 disables
+      max_nonfinite_in_a_row=10,
+      compilation_cache_dir="",  # empty: ~/.cache/faceinpaint_jax/jax_compilation_cache
+  ))
+
+  config.parallel = ml_collections.ConfigDict(dict(
+      coordinator_address="",  # "host:port"; empty with num_processes=0: single process or auto-detect
+      num_processes=0,
+      process_id=-1,
+  ))
+  return config
+
+
+def _choice(name, value, choices):
+  if value not in choices:
+    raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
+
+
+def _positive(name, value):
+  if not value > 0:
+    raise ConfigError(f"{name}={value!r} must be > 0")
+
+
+def validate(config) -> None:
+  """Raise ConfigError with one line for the first bad value; cheap, runs before any compile."""
+  m, d, t = config.model, config.data, config.train
+  _choice("model.nonlocal_impl", m.nonlocal_impl, ("einsum", "chunked", "auto"))
+  _choice("model.upsample", m.upsample, ("transpose", "resize_conv"))
+  _choice("model.dtype", m.dtype, ("float32", "bfloat16"))
+  _choice("data.mask_kind", d.mask_kind, ("rectangle", "free_form"))
+  _choice("data.hole_fill", d.hole_fill, ("white", "mean"))
+  _choice("train.schedule", t.schedule, ("constant", "cosine"))
+  for name in ("attention_steps", "attention_features", "attention_resblocks", "completion_width",
+               "nonlocal_chunk", "disc_dense_features"):
+    _positive(f"model.{name}", getattr(m, name))
+  for name in ("image_size", "num_workers", "prefetch_batches"):
+    _positive(f"data.{name}", getattr(d, name))
+  for name in ("steps", "batch_size", "g_learning_rate", "d_learning_rate", "checkpoint_every",
+               "log_every", "keep_checkpoints", "max_nonfinite_in_a_row"):
+    _positive(f"train.{name}", getattr(t, name))
+  if d.image_size % 4:
+    raise ConfigError(f"data.image_size={d.image_size} must be divisible by 4")
+  if not 0 < d.hole_min_fraction <= d.hole_max_fraction < 1:
+    raise ConfigError("need 0 < data.hole_min_fraction <= data.hole_max_fraction < 1, got "
+                      f"{d.hole_min_fraction}, {d.hole_max_fraction}")
+  if not d.hole_max_fraction <= d.local_window_fraction <= 1:
+    raise ConfigError(f"data.local_window_fraction={d.local_window_fraction} must lie in "
+                      f"[data.hole_max_fraction, 1] so the window contains every training hole")
+  if not (d.source == "sample" or d.source.startswith(("tfds:", "folder:"))):
+    raise ConfigError(f"data.source={d.source!r}: use 'sample', 'tfds:NAME' or 'folder:PATH'")
+  if t.stage1_steps < 0:
+    raise ConfigError(f"train.stage1_steps={t.stage1_steps} must be >= 0")
+  if not 0 <= m.disc_global_non_local_after < len(m.disc_global_widths):
+    raise ConfigError("model.disc_global_non_local_after must index model.disc_global_widths")
+  if not 0 <= m.disc_local_non_local_after < len(m.disc_local_widths):
+    raise ConfigError("model.disc_local_non_local_after must index model.disc_local_widths")
+  if d.image_size % (2 ** len(m.disc_global_widths)):
+    raise ConfigError(f"data.image_size={d.image_size} must be divisible by "
+                      f"2**len(model.disc_global_widths)={2 ** len(m.disc_global_widths)}")
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+  """Load `get_config()` from a Python config file, as absl's config_flags does, for the module CLIs."""
+  import importlib.util
+  import os
+
+  if not os.path.isfile(path):
+    raise ConfigError(f"config file not found: {path}")
+  spec = importlib.util.spec_from_file_location("_faceinpaint_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"{path} defines no get_config()")
+  config = module.get_config()
+  validate(config)
+  return config

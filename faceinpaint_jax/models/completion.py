@@ -1,0 +1,97 @@
+"""Completion encoder–decoder (§3.2, Fig. 4) with multi-scale RGB heads for Eq. 8."""
+
+from typing import Any, Sequence
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from faceinpaint_jax.models.layers import ConvBNAct, batch_norm, leaky_relu
+from faceinpaint_jax.models.non_local import NonLocalBlock
+
+Dtype = Any
+
+UPSAMPLE_MODES = ("transpose", "resize_conv")
+
+
+class Upsample2x(nn.Module):
+  """×2 up-sampling stage: transposed conv (the paper's) or nearest resize + conv (faster grads on CPU)."""
+  features: int
+  mode: str = "transpose"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    if self.mode == "transpose":
+      x = nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
+                           dtype=self.dtype)(x)
+    elif self.mode == "resize_conv":
+      b, h, w, c = x.shape
+      x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method="nearest")
+      x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(x)
+    else:
+      raise ValueError(f"unknown upsample mode {self.mode!r}; choose one of {UPSAMPLE_MODES}")
+    return leaky_relu(batch_norm(train, self.dtype)(x))
+
+
+class ToRGB(nn.Module):
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Conv(3, (3, 3), padding="SAME", dtype=self.dtype)(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class CompletionNetwork(nn.Module):
+  """C(I, A_N): returns the full-size completion and the [H/4, H/2, H] multi-scale outputs in [−1, 1].
+
+  Widths follow Fig. 4 with `width`=64: encoder 64, 128, 128, 256; flattening block 256;
+  decoder 256, 128, 128, 64, 32, 3.
+  """
+  width: int = 64
+  dilation_rates: Sequence[int] = (2, 4, 8, 16)
+  use_skips: bool = True
+  upsample: str = "transpose"
+  nonlocal_impl: str = "einsum"
+  nonlocal_chunk: int = 1024
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, damaged, attention, train: bool = False):
+    chex.assert_rank([damaged, attention], 4)
+    batch, height, width, _ = damaged.shape
+    chex.assert_shape(attention, (batch, height, width, 1))
+    if height % 4 or width % 4:
+      raise ValueError(f"image size must be divisible by 4, got {height}×{width}")
+    w = self.width
+    non_local = lambda name: NonLocalBlock(impl=self.nonlocal_impl, chunk_size=self.nonlocal_chunk,
+                                           dtype=self.dtype, name=name)
+    skip = lambda x, e: jnp.concatenate([x, e], axis=-1) if self.use_skips else x
+
+    x = jnp.concatenate([damaged, attention.astype(damaged.dtype)], axis=-1).astype(self.dtype)
+    # Down-sampling block.
+    enc_full = ConvBNAct(w, (5, 5), dtype=self.dtype, name="down_0")(x, train)
+    enc_half = ConvBNAct(2 * w, strides=2, dtype=self.dtype, name="down_1")(enc_full, train)
+    enc_half = ConvBNAct(2 * w, dtype=self.dtype, name="down_2")(enc_half, train)
+    enc_quarter = ConvBNAct(4 * w, strides=2, dtype=self.dtype, name="down_3")(enc_half, train)
+    # Flattening block at H/4: non-local, dilated convs, non-local.
+    x = non_local("flat_non_local_in")(enc_quarter)
+    for i, rate in enumerate(self.dilation_rates):
+      x = ConvBNAct(4 * w, dilation=rate, dtype=self.dtype, name=f"flat_dilated_{i}")(x, train)
+    x = non_local("flat_non_local_out")(x)
+    # Up-sampling block with multi-scale heads.
+    x = ConvBNAct(4 * w, dtype=self.dtype, name="up_0")(skip(x, enc_quarter), train)
+    out_quarter = ToRGB(dtype=self.dtype, name="rgb_quarter")(x)
+    x = Upsample2x(2 * w, self.upsample, dtype=self.dtype, name="up_1")(x, train)
+    x = ConvBNAct(2 * w, dtype=self.dtype, name="up_2")(skip(x, enc_half), train)
+    out_half = ToRGB(dtype=self.dtype, name="rgb_half")(x)
+    x = Upsample2x(w, self.upsample, dtype=self.dtype, name="up_3")(x, train)
+    x = ConvBNAct(max(w // 2, 1), dtype=self.dtype, name="up_4")(skip(x, enc_full), train)
+    out_full = ToRGB(dtype=self.dtype, name="rgb_full")(x)
+
+    chex.assert_shape(out_quarter, (batch, height // 4, width // 4, 3))
+    chex.assert_shape(out_half, (batch, height // 2, width // 2, 3))
+    chex.assert_shape(out_full, (batch, height, width, 3))
+    return out_full, (out_quarter, out_half, out_full)

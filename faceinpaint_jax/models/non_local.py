@@ -1,0 +1,83 @@
+"""Non-local (self-attention) block, embedded-Gaussian form (Wang et al. 2018; paper Fig. 3)."""
+
+from typing import Any
+
+import chex
+import einops
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+IMPLS = ("einsum", "chunked", "auto")
+
+
+def attention_einsum(query, key, value):
+  """softmax(q kᵀ) v over all positions; materialises the (L, L) affinity matrix.
+
+  query, key: (B, L, D); value: (B, L, Dv). The reference every other path is tested against.
+  """
+  logits = jnp.einsum("bqd,bkd->bqk", query, key, preferred_element_type=jnp.float32)
+  weights = jax.nn.softmax(logits, axis=-1).astype(value.dtype)
+  return jnp.einsum("bqk,bkd->bqd", weights, value)
+
+
+def attention_chunked(query, key, value, chunk_size: int = 1024):
+  """Same result as `attention_einsum`, holding at most a (chunk, L) slice of affinities.
+
+  Queries are processed `chunk_size` at a time under `lax.map`; each chunk is rematerialised in
+  the backward pass, so neither direction ever stores the full (L, L) matrix.
+  """
+  batch, length, depth = query.shape
+  chunk = min(chunk_size, length)
+  num_chunks = -(-length // chunk)
+  padded = num_chunks * chunk
+  # Padded query rows are computed and then dropped; keys are never padded, so the softmax is exact.
+  q = jnp.pad(query, ((0, 0), (0, padded - length), (0, 0)))
+  q = einops.rearrange(q, "b (n c) d -> n b c d", c=chunk)
+
+  @jax.checkpoint
+  def one_chunk(q_chunk):
+    return attention_einsum(q_chunk, key, value)
+
+  out = jax.lax.map(one_chunk, q)
+  out = einops.rearrange(out, "n b c d -> b (n c) d")
+  return out[:, :length]
+
+
+def dot_product_attention(query, key, value, impl: str = "einsum", chunk_size: int = 1024):
+  """Unscaled single-head attention as used by the non-local block, by implementation name."""
+  if impl == "auto":
+    # The (L, L) matrix is cheap below ~4k positions; above, chunking bounds memory.
+    impl = "einsum" if query.shape[1] * key.shape[1] <= 4096 * 4096 // 4 else "chunked"
+  if impl == "einsum":
+    return attention_einsum(query, key, value)
+  if impl == "chunked":
+    return attention_chunked(query, key, value, chunk_size)
+  raise ValueError(f"unknown non-local impl {impl!r}; choose one of {IMPLS}")
+
+
+class NonLocalBlock(nn.Module):
+  """y = x + W_z · softmax(θ(x) φ(x)ᵀ) g(x), with W_z zero-initialised so the block starts as identity."""
+  bottleneck: int | None = None  # default C/2 (16 for C=32, as in Fig. 3)
+  impl: str = "einsum"
+  chunk_size: int = 1024
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    chex.assert_rank(x, 4)
+    batch, height, width, channels = x.shape
+    inner = self.bottleneck or max(channels // 2, 1)
+    conv1x1 = lambda f, name, **kw: nn.Conv(f, (1, 1), dtype=self.dtype, name=name, **kw)
+    theta = conv1x1(inner, "theta")(x)
+    phi = conv1x1(inner, "phi")(x)
+    g = conv1x1(inner, "g")(x)
+    flat = lambda t: einops.rearrange(t, "b h w c -> b (h w) c")
+    y = dot_product_attention(flat(theta), flat(phi), flat(g), self.impl, self.chunk_size)
+    y = einops.rearrange(y, "b (h w) c -> b h w c", h=height, w=width)
+    z = conv1x1(channels, "out", kernel_init=nn.initializers.zeros)(y)
+    out = x + z
+    chex.assert_shape(out, (batch, height, width, channels))
+    return out

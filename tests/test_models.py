@@ -1,0 +1,248 @@
+"""Shapes, identities and gradients of every network part."""
+
+import itertools
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from faceinpaint_jax.models import (build_discriminators, build_generator, compose,
+                                    crop_local_window, local_window_offsets)
+from faceinpaint_jax.models.attention import AttentiveRecurrentModule, AttentiveStep
+from faceinpaint_jax.models.convlstm import ConvLSTMCell
+from faceinpaint_jax.models.non_local import NonLocalBlock, dot_product_attention
+from faceinpaint_jax.models import local_window as lw
+from faceinpaint_jax.config import base_config
+
+
+def _randomize_zero_leaves(params, key):
+  """Replace all-zero kernels (the non-local output convs start at 0) so every path carries gradient."""
+  leaves, treedef = jax.tree_util.tree_flatten(params)
+  keys = jax.random.split(key, len(leaves))
+  leaves = [0.1 * jax.random.normal(k, x.shape) if x.ndim > 1 and not jnp.any(x) else x
+            for k, x in zip(keys, leaves)]
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _nonlocal_numpy(x, params):
+  """Plain double loop over positions, straight from Eq. 2 with the embedded-Gaussian f."""
+  p = jax.tree_util.tree_map(np.asarray, params)
+  conv = lambda t, name: t @ p[name]["kernel"][0, 0] + p[name]["bias"]
+  b, h, w, c = x.shape
+  out = np.zeros_like(x)
+  for n in range(b):
+    flat = x[n].reshape(h * w, c)
+    theta, phi, g = conv(flat, "theta"), conv(flat, "phi"), conv(flat, "g")
+    y = np.zeros_like(g)
+    for i in range(h * w):
+      f = np.array([np.exp(theta[i] @ phi[j]) for j in range(h * w)])
+      y[i] = sum(f[j] * g[j] for j in range(h * w)) / f.sum()
+    out[n] = (flat + conv(y, "out")).reshape(h, w, c)
+  return out
+
+
+class TestNonLocal:
+
+  def test_matches_numpy_double_loop(self):
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 6)).astype(np.float32)
+    block = NonLocalBlock()
+    params = block.init(jax.random.key(0), x)["params"]
+    params = _randomize_zero_leaves(params, jax.random.key(1))
+    got = block.apply({"params": params}, x)
+    chex.assert_trees_all_close(np.asarray(got), _nonlocal_numpy(x, params), rtol=1e-4, atol=1e-5)
+
+  def test_identity_at_init(self):
+    x = jax.random.normal(jax.random.key(0), (1, 8, 8, 32))
+    block = NonLocalBlock()
+    variables = block.init(jax.random.key(1), x)
+    assert variables["params"]["theta"]["kernel"].shape == (1, 1, 32, 16)  # C/2 bottleneck
+    chex.assert_trees_all_equal(block.apply(variables, x), x)
+
+  def test_equivariant_to_pixel_permutation(self):
+    x = jax.random.normal(jax.random.key(0), (1, 1, 24, 8))  # 1×24 image: a permutation of pixels
+    block = NonLocalBlock()
+    params = _randomize_zero_leaves(block.init(jax.random.key(1), x)["params"], jax.random.key(2))
+    perm = np.random.default_rng(0).permutation(24)
+    out = block.apply({"params": params}, x)
+    out_perm = block.apply({"params": params}, x[:, :, perm])
+    chex.assert_trees_all_close(out[:, :, perm], out_perm, rtol=1e-5, atol=1e-6)
+
+  @pytest.mark.parametrize("length,chunk", [(64, 16), (100, 32), (37, 64)])
+  def test_chunked_equals_einsum(self, length, chunk):
+    k1, k2, k3 = jax.random.split(jax.random.key(length), 3)
+    q, k, v = (jax.random.normal(kk, (2, length, 8)) for kk in (k1, k2, k3))
+    ref = lambda *a: dot_product_attention(*a, impl="einsum")
+    chunked = lambda *a: dot_product_attention(*a, impl="chunked", chunk_size=chunk)
+    chex.assert_trees_all_close(chunked(q, k, v), ref(q, k, v), rtol=1e-4, atol=1e-6)
+    loss = lambda f: (lambda *a: jnp.sum(jnp.sin(f(*a))))
+    chex.assert_trees_all_close(jax.grad(loss(chunked), argnums=(0, 1, 2))(q, k, v),
+                                jax.grad(loss(ref), argnums=(0, 1, 2))(q, k, v), rtol=1e-4, atol=1e-6)
+
+
+def test_convlstm_cell_equations():
+  cell = ConvLSTMCell(features=2)
+  x = jax.random.normal(jax.random.key(0), (1, 4, 4, 3))
+  carry = (jax.random.normal(jax.random.key(1), (1, 4, 4, 2)),
+           jax.random.normal(jax.random.key(2), (1, 4, 4, 2)))
+  params = cell.init(jax.random.key(3), carry, x)["params"]
+  (c, h), out = cell.apply({"params": params}, carry, x)
+  gates = nn.Conv(8, (3, 3), padding="SAME").apply({"params": params["gates"]},
+                                                   jnp.concatenate([x, carry[1]], -1))
+  i, f, o, g = np.split(np.asarray(gates), 4, axis=-1)
+  sig = lambda t: 1 / (1 + np.exp(-t))
+  c_ref = sig(f) * np.asarray(carry[0]) + sig(i) * np.tanh(g)
+  chex.assert_trees_all_close((c, h, out), (c_ref, sig(o) * np.tanh(c_ref), sig(o) * np.tanh(c_ref)),
+                              rtol=1e-5, atol=1e-6)
+
+
+def test_scan_equals_unrolled_python_loop():
+  module = AttentiveRecurrentModule(num_steps=3, features=4, num_resblocks=1)
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  variables = module.init(jax.random.key(1), x)
+  variables = {"params": _randomize_zero_leaves(variables["params"], jax.random.key(2)),
+               "batch_stats": variables["batch_stats"]}
+  scanned = module.apply(variables, x, train=False)
+
+  step = AttentiveStep(features=4, num_resblocks=1)
+  carry = (ConvLSTMCell.initial_carry((2, 8, 8), 4), jnp.full((2, 8, 8, 1), 0.5))
+  maps = []
+  for t in range(3):
+    stats_t = jax.tree_util.tree_map(lambda s: s[t], variables["batch_stats"]["step"])
+    carry, a = step.apply({"params": variables["params"]["step"], "batch_stats": stats_t},
+                          carry, x, False)
+    maps.append(a)
+  chex.assert_trees_all_close(scanned, jnp.stack(maps), rtol=1e-5, atol=1e-6)
+  assert jnp.all((scanned > 0) & (scanned < 1))
+
+
+@pytest.mark.parametrize("size,batch", list(itertools.product([64, 128], [1, 3])))
+def test_generator_and_discriminator_shapes(size, batch):
+  config = base_config()
+  config.data.image_size = size
+  generator, discs = build_generator(config), build_discriminators(config)
+  window = size // 2
+  images = jnp.zeros((batch, size, size, 3))
+  windows = jnp.zeros((batch, window, window, 3))
+  # eval_shape: full-size shapes and dtypes without spending seconds of CPU per case.
+  g_vars = jax.eval_shape(generator.init, jax.random.key(0), images)
+  out = jax.eval_shape(generator.apply, g_vars, images)
+  chex.assert_shape(out["attention_maps"], (3, batch, size, size, 1))
+  chex.assert_shape(out["completion"], (batch, size, size, 3))
+  chex.assert_shape(out["multiscale"], [(batch, size // 4, size // 4, 3),
+                                        (batch, size // 2, size // 2, 3), (batch, size, size, 3)])
+  chex.assert_type([out["completion"], out["attention_maps"]], jnp.float32)
+  d_vars = jax.eval_shape(discs.init, jax.random.key(0), images, windows)
+  logits = jax.eval_shape(discs.apply, d_vars, images, windows)
+  chex.assert_shape(logits, [(batch,), (batch,)])
+  for leaf in jax.tree_util.tree_leaves((g_vars["params"], d_vars["params"])):
+    assert leaf.dtype == jnp.float32
+
+
+_TINY_CACHE = {}
+
+
+def _tiny_models(tiny_config):
+  """Initialised once per dtype and reused: eager init of the generator costs seconds."""
+  cache_key = tiny_config.model.dtype
+  if cache_key not in _TINY_CACHE:
+    _TINY_CACHE[cache_key] = _init_tiny_models(tiny_config)
+  return _TINY_CACHE[cache_key]
+
+
+def _init_tiny_models(tiny_config):
+  size = tiny_config.data.image_size
+  generator, discs = build_generator(tiny_config), build_discriminators(tiny_config)
+  images = jax.random.uniform(jax.random.key(0), (3, size, size, 3), minval=-1, maxval=1)
+  windows = images[:, : size // 2, : size // 2]
+  g_vars = generator.init(jax.random.key(1), images)
+  d_vars = discs.init(jax.random.key(2), images, windows)
+  return generator, discs, images, windows, g_vars, d_vars
+
+
+def test_generator_runs_and_outputs_are_in_range(tiny_config):
+  generator, _, images, _, g_vars, _ = _tiny_models(tiny_config)
+  out = jax.jit(generator.apply)(g_vars, images)
+  assert jnp.all(jnp.abs(out["completion"]) <= 1)
+  assert jnp.all((out["attention_maps"] >= 0) & (out["attention_maps"] <= 1))
+
+
+def test_every_parameter_gets_a_finite_nonzero_gradient(tiny_config):
+  generator, discs, images, windows, g_vars, d_vars = _tiny_models(tiny_config)
+  g_params = _randomize_zero_leaves(g_vars["params"], jax.random.key(5))
+  d_params = _randomize_zero_leaves(d_vars["params"], jax.random.key(6))
+
+  def g_loss(params):
+    out, _ = generator.apply({"params": params, "batch_stats": g_vars["batch_stats"]}, images,
+                             train=True, mutable=["batch_stats"])
+    return (jnp.sum(out["attention_maps"] ** 2) + sum(jnp.sum(jnp.sin(3 * o)) for o in out["multiscale"]))
+
+  def d_loss(params):
+    (gl, ll), _ = discs.apply({"params": params, "batch_stats": d_vars["batch_stats"]}, images, windows,
+                              train=True, mutable=["batch_stats"])
+    return jnp.sum(jnp.sin(gl)) + jnp.sum(jnp.sin(ll))
+
+  for grads in (jax.jit(jax.grad(g_loss))(g_params), jax.jit(jax.grad(d_loss))(d_params)):
+    for path, g in jax.tree_util.tree_leaves_with_path(grads):
+      assert jnp.all(jnp.isfinite(g)), path
+      assert jnp.any(g != 0), jax.tree_util.keystr(path)
+
+
+def test_train_mode_updates_batch_stats_eval_is_deterministic(tiny_config):
+  generator, _, images, _, g_vars, _ = _tiny_models(tiny_config)
+  apply = jax.jit(generator.apply, static_argnames=("train", "mutable"))
+  _, updates = apply(g_vars, images, train=True, mutable=("batch_stats",))
+  changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), g_vars["batch_stats"],
+                                   updates["batch_stats"])
+  assert all(jax.tree_util.tree_leaves(changed))
+  first = apply(g_vars, images)
+  second = apply(g_vars, images)
+  chex.assert_trees_all_equal(first, second)
+
+
+def test_jit_and_nonjit_agree(tiny_config):
+  generator, discs, images, windows, g_vars, d_vars = _tiny_models(tiny_config)
+  chex.assert_trees_all_close(jax.jit(generator.apply)(g_vars, images), generator.apply(g_vars, images),
+                              rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(jax.jit(discs.apply)(d_vars, images, windows),
+                              discs.apply(d_vars, images, windows), rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_params(tiny_config):
+  tiny_config.model.dtype = "bfloat16"
+  generator, _, images, _, g_vars, _ = _tiny_models(tiny_config)
+  assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(g_vars["params"]))
+  out = jax.jit(generator.apply)(g_vars, images)
+  tiny_config.model.dtype = "float32"
+  ref = jax.jit(build_generator(tiny_config).apply)(g_vars, images)
+  chex.assert_trees_all_close(out["completion"], ref["completion"], atol=5e-2)
+
+
+def test_compose_keeps_known_pixels_bit_exactly():
+  key = jax.random.key(0)
+  damaged = jax.random.uniform(key, (2, 16, 16, 3), minval=-1, maxval=1)
+  completion = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3), minval=-1, maxval=1)
+  mask = jnp.zeros((2, 16, 16, 1)).at[:, 4:9, 3:12].set(1.0)
+  out = compose(completion, damaged, mask)
+  known = np.broadcast_to(np.asarray(mask) == 0, out.shape)
+  np.testing.assert_array_equal(np.asarray(out)[known], np.asarray(damaged)[known])
+  np.testing.assert_array_equal(np.asarray(out)[~known], np.asarray(completion)[~known])
+
+
+def test_local_window_contains_random_holes():
+  rng = np.random.default_rng(0)
+  size, window = 128, 64
+  masks = np.zeros((200, size, size, 1), np.float32)
+  for m in masks:
+    h, w = rng.integers(8, window + 1, size=2)
+    y, x = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
+    m[y:y + h, x:x + w] = 1
+  offsets = jax.jit(local_window_offsets, static_argnums=1)(masks, window)
+  np.testing.assert_array_equal(offsets, lw.local_window_offsets(masks, window, xp=np))
+  crops = crop_local_window(masks, offsets, window)
+  chex.assert_shape(crops, (200, window, window, 1))
+  # Every hole pixel landed inside its window.
+  np.testing.assert_array_equal(np.sum(crops, axis=(1, 2, 3)), masks.sum(axis=(1, 2, 3)))
+  assert np.all((offsets >= 0) & (offsets <= size - window))
