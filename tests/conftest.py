@@ -16,3 +16,14 @@ from faceinpaint_jax.config import load_config_file  # noqa: E402
 @pytest.fixture
 def tiny_config():
   return load_config_file(os.path.join(REPO, "configs", "tiny.py"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _compilation_cache(tmp_path_factory):
+  """One persistent XLA cache for the whole run (and its subprocesses): the same small programs are
+  compiled by several tests, as a resumed training run would."""
+  import jax
+  cache = str(tmp_path_factory.mktemp("jax_cache"))
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
+  jax.config.update("jax_compilation_cache_dir", cache)
+  yield

@@ -30,7 +30,7 @@ def _randomize_zero_leaves(params, key):
 def _nonlocal_numpy(x, params):
   """Plain double loop over positions, straight from Eq. 2 with the embedded-Gaussian f."""
   p = jax.tree_util.tree_map(np.asarray, params)
-  conv = lambda t, name: t @ p[name]["kernel"][0, 0] + p[name]["bias"]
+  conv = lambda t, name: t @ p[name]["kernel"][0, 0] + p[name].get("bias", 0.0)
   b, h, w, c = x.shape
   out = np.zeros_like(x)
   for n in range(b):

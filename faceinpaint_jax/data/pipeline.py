@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
+from faceinpaint_jax.config import ConfigError
 from faceinpaint_jax.data import masks as masks_lib
 from faceinpaint_jax.data.preprocess import BadImageError, center_square_resize, to_model_range
 from faceinpaint_jax.data.sources import Source, make_source
@@ -45,7 +46,7 @@ class InputPipeline:
     self.seed = int(config.train.seed)
     self.global_batch = int(config.train.batch_size)
     if self.global_batch % process_count:
-      raise ValueError(f"train.batch_size={self.global_batch} is not divisible by {process_count} processes")
+      raise ConfigError(f"train.batch_size={self.global_batch} is not divisible by {process_count} processes")
     self.local_batch = self.global_batch // process_count
     self.first = process_index * self.local_batch
     self.training = training

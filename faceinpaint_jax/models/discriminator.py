@@ -32,10 +32,12 @@ class ConvDiscriminator(nn.Module):
     chex.assert_rank(images, 4)
     x = images.astype(self.dtype)
     for i, features in enumerate(self.widths):
-      x = self._layer(nn.Conv(features, (5, 5), strides=2, padding="SAME", dtype=self.dtype,
-                              name=f"conv_{i}"), x, train)
-      # No normalisation on the first stage (DCGAN practice): it sees raw pixels.
-      if self.use_batchnorm and i > 0:
+      # No normalisation on the first stage (DCGAN practice): it sees raw pixels. Where BatchNorm
+      # follows, a conv bias would be cancelled by the mean subtraction, so there is none.
+      normalised = self.use_batchnorm and i > 0
+      x = self._layer(nn.Conv(features, (5, 5), strides=2, padding="SAME", use_bias=not normalised,
+                              dtype=self.dtype, name=f"conv_{i}"), x, train)
+      if normalised:
         x = batch_norm(train, self.dtype, name=f"bn_{i}")(x)
       x = leaky_relu(x)
       if i == self.non_local_after:

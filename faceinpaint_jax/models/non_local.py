@@ -72,7 +72,9 @@ class NonLocalBlock(nn.Module):
     inner = self.bottleneck or max(channels // 2, 1)
     conv1x1 = lambda f, name, **kw: nn.Conv(f, (1, 1), dtype=self.dtype, name=name, **kw)
     theta = conv1x1(inner, "theta")(x)
-    phi = conv1x1(inner, "phi")(x)
+    # φ's bias only adds θ_i·b to every logit of row i, which the softmax cancels: a parameter with an
+    # exactly-zero gradient that Adam would nudge on rounding noise. Leave it out.
+    phi = conv1x1(inner, "phi", use_bias=False)(x)
     g = conv1x1(inner, "g")(x)
     flat = lambda t: einops.rearrange(t, "b h w c -> b (h w) c")
     y = dot_product_attention(flat(theta), flat(phi), flat(g), self.impl, self.chunk_size)

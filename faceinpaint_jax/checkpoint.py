@@ -1,0 +1,60 @@
+"""Checkpoints with orbax: the whole TrainState plus a small JSON of metadata, saved atomically.
+
+orbax writes each step into a temporary directory and renames it when complete, so a crash or
+`kill -9` during a save leaves the previous checkpoint as the latest usable one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+  def __init__(self, workdir: str, keep: int):
+    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        item_names=("state", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, meta: dict, force: bool = False) -> bool:
+    return self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+
+  def restore(self, step: int, abstract_state):
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    return restored["state"], restored["meta"]
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def abstract_like(state, sharding):
+  """ShapeDtypeStructs with the target sharding, for restoring straight onto the mesh."""
+  return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)
+
+
+def load_raw(workdir: str, step: int | None = None):
+  """(state as a nested dict of arrays, meta) without rebuilding the model: for inspection and tests."""
+  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                                  item_names=("state", "meta"))
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+  # Onto this process's first device whatever mesh saved it, so any machine can read any checkpoint.
+  single = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(fallback_sharding=single), meta=ocp.args.JsonRestore()))
+  manager.close()
+  return restored["state"], restored["meta"]

@@ -1,0 +1,1 @@
+"""Losses, train state, step functions and the training loop."""

@@ -1,0 +1,71 @@
+"""The paper's losses (§3.4), Eqs. 5–11, on NHWC arrays with masks 1 in the hole.
+
+‖·‖ is the mean squared error, as §3.4.2 defines it. Eq. 7 is used in its non-saturating form
+(sigmoid cross-entropy on logits), which the paper says is what is used in practice.
+"""
+
+from __future__ import annotations
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def hole_mse(completion, ground_truth, hole_mask):
+  """Eq. 5: mean of (M ⊙ (C(I, A_N) − I_gt))² over hole elements (pixels × channels)."""
+  chex.assert_equal_shape([completion, ground_truth])
+  chex.assert_equal_shape_prefix([completion, hole_mask], 3)
+  mask = jnp.broadcast_to(hole_mask, completion.shape).astype(jnp.float32)
+  squared = jnp.square(completion.astype(jnp.float32) - ground_truth.astype(jnp.float32))
+  return jnp.sum(mask * squared) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def attention_loss(attention_maps, hole_mask, theta: float = 3.0):
+  """Eq. 6: Σ_t θ^t · mse(A_t, M) / ∛(HW), t = 1…N; later maps weigh more."""
+  chex.assert_rank(attention_maps, 5)
+  num_steps, _, height, width, _ = attention_maps.shape
+  per_step = jnp.mean(jnp.square(attention_maps.astype(jnp.float32) - hole_mask[None]), axis=(1, 2, 3, 4))
+  weights = theta ** jnp.arange(1, num_steps + 1, dtype=jnp.float32)
+  return jnp.sum(weights * per_step) / (height * width) ** (1.0 / 3.0)
+
+
+def downsample_to(images, size: int):
+  """Box-filter down-sampling by an integer factor: the ground-truth label for a multi-scale output."""
+  factor = images.shape[1] // size
+  if factor == 1:
+    return images
+  return nn.avg_pool(images, (factor, factor), strides=(factor, factor))
+
+
+def multiscale_loss(multiscale_outputs, ground_truth, lam: float = 0.75):
+  """Eq. 8: Σ_t λ^{T−t} mse(O_t, label_t) over outputs ordered from the smallest (1/4) to full size."""
+  total = 0.0
+  num_scales = len(multiscale_outputs)
+  for t, output in enumerate(multiscale_outputs, start=1):
+    label = downsample_to(ground_truth, output.shape[1])
+    chex.assert_equal_shape([output, label])
+    total = total + lam ** (num_scales - t) * jnp.mean(jnp.square(output.astype(jnp.float32) - label))
+  return total
+
+
+def generator_adversarial_loss(fake_logits):
+  """Eq. 7, non-saturating: −log D(I_rec) = softplus(−logit), batch mean."""
+  return jnp.mean(jax.nn.softplus(-fake_logits.astype(jnp.float32)))
+
+
+def discriminator_loss(real_logits, fake_logits):
+  """Eq. 11 for one discriminator: −log D(I_gt) − log(1 − D(I_rec)), batch means."""
+  return (jnp.mean(jax.nn.softplus(-real_logits.astype(jnp.float32)))
+          + jnp.mean(jax.nn.softplus(fake_logits.astype(jnp.float32))))
+
+
+def generator_loss(terms: dict, loss_config, stage2: bool):
+  """Eq. 10: α L_adv + L_sem + L_mut + L_att + L_mse; stage 1 (Algorithm 1) uses L_att + L_mse only."""
+  total = loss_config.attention * terms["attention"] + loss_config.mse * terms["mse"]
+  if stage2:
+    total = (total + loss_config.adversarial * terms["adversarial"]
+             + loss_config.multiscale * terms["multiscale"])
+    if "semantic" in terms:
+      total = total + loss_config.semantic * terms["semantic"]
+  return total

@@ -1,0 +1,68 @@
+"""The train state: one pytree holding everything a resumed run needs to continue bit for bit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from faceinpaint_jax.models import build_discriminators, build_generator, local_window_size
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar: updates applied so far
+  g_params: Any
+  g_batch_stats: Any
+  d_params: Any
+  d_batch_stats: Any
+  g_opt_state: Any
+  d_opt_state: Any
+  rng: jax.Array  # typed PRNG key, advanced every step
+  nonfinite_in_a_row: jax.Array  # int32: consecutive updates skipped for NaN/Inf
+  nonfinite_total: jax.Array  # int32
+
+
+def learning_rate_schedule(peak: float, train_config):
+  if train_config.schedule == "cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, peak, max(train_config.warmup_steps, 1),
+                                              max(train_config.steps, train_config.warmup_steps + 1))
+  if train_config.warmup_steps:
+    return optax.linear_schedule(0.0, peak, train_config.warmup_steps)
+  return peak
+
+
+def make_optimizer(peak_learning_rate: float, train_config) -> optax.GradientTransformation:
+  """Adam (β1, β2 from the config) behind optional global-norm clipping."""
+  adam = optax.adam(learning_rate_schedule(peak_learning_rate, train_config),
+                    b1=train_config.b1, b2=train_config.b2)
+  if train_config.grad_clip_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), adam)
+  return adam
+
+
+def make_optimizers(config):
+  return (make_optimizer(config.train.g_learning_rate, config.train),
+          make_optimizer(config.train.d_learning_rate, config.train))
+
+
+def create_train_state(config, rng: jax.Array) -> TrainState:
+  """Initialise G, both Ds and both optimizers from `rng` (a typed key)."""
+  size = config.data.image_size
+  window = local_window_size(config)
+  g_key, d_key, state_key = jax.random.split(rng, 3)
+  images = jnp.zeros((1, size, size, 3), jnp.float32)
+  windows = jnp.zeros((1, window, window, 3), jnp.float32)
+  g_vars = build_generator(config).init(g_key, images)
+  d_vars = build_discriminators(config).init(d_key, images, windows)
+  g_tx, d_tx = make_optimizers(config)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      g_params=g_vars["params"], g_batch_stats=g_vars.get("batch_stats", {}),
+      d_params=d_vars["params"], d_batch_stats=d_vars.get("batch_stats", {}),
+      g_opt_state=g_tx.init(g_vars["params"]), d_opt_state=d_tx.init(d_vars["params"]),
+      rng=state_key,
+      nonfinite_in_a_row=jnp.zeros((), jnp.int32), nonfinite_total=jnp.zeros((), jnp.int32))

@@ -1,0 +1,155 @@
+"""Generator and discriminator steps: pure functions of (state, batch) → (state, metrics).
+
+Each is compiled once by `jax.jit` (the generator step once per stage) with the batch sharded over the
+mesh's `data` axis and the state replicated, so gradients and BatchNorm statistics are over the global
+batch whatever the number of devices. A step whose loss or gradients are not finite leaves the state
+unchanged (but counts it).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from faceinpaint_jax.config import ConfigError
+from faceinpaint_jax.models import (build_discriminators, build_generator, compose, crop_local_window,
+                                    local_window_size)
+from faceinpaint_jax.train import losses
+from faceinpaint_jax.train.state import TrainState, make_optimizers
+
+
+def _all_finite(*trees) -> jax.Array:
+  leaves = [x for t in trees for x in jax.tree_util.tree_leaves(t)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _select(ok, new, old):
+  return jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
+def _count_nonfinite(state: TrainState, ok) -> dict:
+  return dict(nonfinite_in_a_row=jnp.where(ok, 0, state.nonfinite_in_a_row + 1),
+              nonfinite_total=state.nonfinite_total + jnp.where(ok, 0, 1))
+
+
+class Steps:
+  """Builds the step functions for one config; `generator_step(state, batch, stage2)` and
+  `discriminator_step(state, batch)` are the jitted entry points."""
+
+  def __init__(self, config, semantic_loss: Callable | None = None):
+    self.config = config
+    self.generator = build_generator(config)
+    self.discriminators = build_discriminators(config)
+    self.window = local_window_size(config)
+    self.g_tx, self.d_tx = make_optimizers(config)
+    # L_sem (Eq. 9): a frozen face parser's cross-entropy between parse(I_gt) labels and parse(I_rec).
+    self.semantic_loss = semantic_loss
+    if config.loss.semantic > 0 and semantic_loss is None:
+      raise ConfigError("loss.semantic > 0 needs a face parser for L_sem; none is configured")
+
+  # -- shared forward pieces ----------------------------------------------------------------------
+  def _generate(self, g_params, g_batch_stats, batch):
+    outputs, updates = self.generator.apply(
+        {"params": g_params, "batch_stats": g_batch_stats}, batch["damaged"], train=True,
+        mutable=["batch_stats"])
+    completed = compose(outputs["completion"], batch["damaged"], batch["hole_mask"])
+    return outputs, completed, updates["batch_stats"]
+
+  def _discriminate(self, d_params, d_batch_stats, images, offsets):
+    windows = crop_local_window(images, offsets, self.window)
+    (global_logits, local_logits), updates = self.discriminators.apply(
+        {"params": d_params, "batch_stats": d_batch_stats}, images, windows, train=True,
+        mutable=["batch_stats"])
+    return global_logits, local_logits, updates["batch_stats"]
+
+  # -- generator ------------------------------------------------------------------------------------
+  def _generator_step(self, state: TrainState, batch: dict, stage2: bool):
+    def loss_fn(g_params):
+      outputs, completed, g_stats = self._generate(g_params, state.g_batch_stats, batch)
+      terms = {
+          "mse": losses.hole_mse(outputs["completion"], batch["image"], batch["hole_mask"]),
+          "attention": losses.attention_loss(outputs["attention_maps"], batch["hole_mask"],
+                                             self.config.loss.theta),
+      }
+      d_stats = state.d_batch_stats
+      if stage2:
+        terms["multiscale"] = losses.multiscale_loss(outputs["multiscale"], batch["image"],
+                                                     self.config.loss.multiscale_lambda)
+        g_logits, l_logits, d_stats = self._discriminate(state.d_params, state.d_batch_stats,
+                                                         completed, batch["window_offset"])
+        terms["adversarial"] = (losses.generator_adversarial_loss(g_logits)
+                                + losses.generator_adversarial_loss(l_logits))
+        if self.semantic_loss is not None:
+          terms["semantic"] = self.semantic_loss(batch["image"], completed)
+      total = losses.generator_loss(terms, self.config.loss, stage2)
+      return total, (terms, g_stats)
+
+    (total, (terms, g_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+    updates, g_opt_state = self.g_tx.update(grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, updates)
+    ok = _all_finite(total, grads)
+    new_rng, _ = jax.random.split(state.rng)
+    state = state.replace(
+        step=state.step + 1,
+        g_params=_select(ok, g_params, state.g_params),
+        g_opt_state=_select(ok, g_opt_state, state.g_opt_state),
+        g_batch_stats=_select(ok, g_stats, state.g_batch_stats),
+        rng=new_rng,
+        **_count_nonfinite(state, ok))
+    metrics = {f"g/{k}": v for k, v in terms.items()}
+    metrics.update({"g/total": total, "g/grad_norm": optax.tree.norm(grads), "g/finite": ok,
+                    "nonfinite_in_a_row": state.nonfinite_in_a_row,
+                    "nonfinite_total": state.nonfinite_total})
+    return state, metrics
+
+  # -- discriminator --------------------------------------------------------------------------------
+  def _discriminator_step(self, state: TrainState, batch: dict):
+    # G runs in train mode as in the G step, but its BatchNorm updates are not kept: one update per step.
+    _, completed, _ = self._generate(state.g_params, state.g_batch_stats, batch)
+    completed = jax.lax.stop_gradient(completed)
+    offsets = batch["window_offset"]
+
+    def loss_fn(d_params):
+      real_g, real_l, stats = self._discriminate(d_params, state.d_batch_stats, batch["image"], offsets)
+      fake_g, fake_l, stats = self._discriminate(d_params, stats, completed, offsets)
+      loss_global = losses.discriminator_loss(real_g, fake_g)
+      loss_local = losses.discriminator_loss(real_l, fake_l)
+      probs = {"d/real_prob_global": jnp.mean(jax.nn.sigmoid(real_g)),
+               "d/fake_prob_global": jnp.mean(jax.nn.sigmoid(fake_g)),
+               "d/real_prob_local": jnp.mean(jax.nn.sigmoid(real_l)),
+               "d/fake_prob_local": jnp.mean(jax.nn.sigmoid(fake_l))}
+      return loss_global + loss_local, (stats, {"d/global": loss_global, "d/local": loss_local, **probs})
+
+    (total, (stats, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+    updates, d_opt_state = self.d_tx.update(grads, state.d_opt_state, state.d_params)
+    d_params = optax.apply_updates(state.d_params, updates)
+    ok = _all_finite(total, grads)
+    state = state.replace(
+        d_params=_select(ok, d_params, state.d_params),
+        d_opt_state=_select(ok, d_opt_state, state.d_opt_state),
+        d_batch_stats=_select(ok, stats, state.d_batch_stats),
+        **_count_nonfinite(state, ok))
+    return state, {"d/total": total, "d/grad_norm": optax.tree.norm(grads), "d/finite": ok, **terms}
+
+  # -- compiled entry points ------------------------------------------------------------------------
+  def compile(self, state_sharding, batch_sharding):
+    """jit both steps with explicit shardings; the state's buffers are donated."""
+    self.generator_step = jax.jit(self._generator_step, static_argnums=2,
+                                  in_shardings=(state_sharding, batch_sharding),
+                                  out_shardings=(state_sharding, None), donate_argnums=0)
+    self.discriminator_step = jax.jit(self._discriminator_step,
+                                      in_shardings=(state_sharding, batch_sharding),
+                                      out_shardings=(state_sharding, None), donate_argnums=0)
+    self.predict = jax.jit(functools.partial(self._predict), in_shardings=(state_sharding, batch_sharding))
+    return self
+
+  def _predict(self, state: TrainState, batch: dict):
+    """Eval-mode forward (running BatchNorm statistics) for sample grids."""
+    outputs = self.generator.apply({"params": state.g_params, "batch_stats": state.g_batch_stats},
+                                   batch["damaged"], train=False)
+    completed = compose(outputs["completion"], batch["damaged"], batch["hole_mask"])
+    return {"attention_maps": outputs["attention_maps"], "completed": completed}

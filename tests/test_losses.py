@@ -1,0 +1,58 @@
+"""Each loss of §3.4 on tiny inputs computed by hand."""
+
+import math
+
+import chex
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from faceinpaint_jax.train import losses
+
+
+def test_hole_mse_eq5():
+  completion = jnp.array([[[1.0], [2.0]], [[3.0], [4.0]]])[None]  # (1, 2, 2, 1)
+  mask = jnp.array([[[1.0], [0.0]], [[0.0], [1.0]]])[None]
+  # (1² + 4²) / 2 hole elements
+  chex.assert_trees_all_close(losses.hole_mse(completion, jnp.zeros_like(completion), mask), 8.5)
+  rgb = jnp.ones((1, 2, 2, 3))
+  chex.assert_trees_all_close(losses.hole_mse(rgb, jnp.zeros_like(rgb), mask), 1.0)
+
+
+def test_attention_loss_eq6():
+  mask = jnp.zeros((1, 2, 2, 1)).at[0, 0, 0, 0].set(1.0)
+  maps = jnp.stack([jnp.full((1, 2, 2, 1), 0.5), mask])  # A_1 = 0.5, A_2 = M
+  expected = (3 * 0.25 + 9 * 0.0) / 4 ** (1 / 3)
+  chex.assert_trees_all_close(losses.attention_loss(maps, mask, theta=3.0), expected, rtol=1e-6)
+  maps = jnp.stack([mask, jnp.full((1, 2, 2, 1), 0.5)])  # later mistakes weigh θ times more
+  chex.assert_trees_all_close(losses.attention_loss(maps, mask, theta=3.0), 9 * 0.25 / 4 ** (1 / 3),
+                              rtol=1e-6)
+
+
+def test_multiscale_loss_eq8():
+  gt = jnp.full((1, 4, 4, 3), 0.5)
+  outputs = [jnp.zeros((1, 1, 1, 3)), jnp.zeros((1, 2, 2, 3)), jnp.zeros((1, 4, 4, 3))]
+  expected = 0.75 ** 2 * 0.25 + 0.75 * 0.25 + 1.0 * 0.25
+  chex.assert_trees_all_close(losses.multiscale_loss(outputs, gt, lam=0.75), expected)
+  gt = jnp.array([[0.0, 2.0], [4.0, 6.0]])[None, :, :, None]
+  np.testing.assert_allclose(losses.downsample_to(gt, 1), 3.0)  # box average
+
+
+def test_adversarial_losses_eq7_eq11():
+  zero = jnp.zeros(4)
+  chex.assert_trees_all_close(losses.generator_adversarial_loss(zero), math.log(2), rtol=1e-6)
+  chex.assert_trees_all_close(losses.discriminator_loss(zero, zero), 2 * math.log(2), rtol=1e-6)
+  # A confident, correct discriminator: real → +10, fake → −10.
+  chex.assert_trees_all_close(losses.discriminator_loss(jnp.full(4, 10.0), jnp.full(4, -10.0)),
+                              2 * math.log1p(math.exp(-10)), rtol=1e-5)
+  # −log σ(x) for the generator: fooling D (x → +∞) costs nothing.
+  chex.assert_trees_all_close(losses.generator_adversarial_loss(jnp.array([2.0])),
+                              math.log1p(math.exp(-2.0)), rtol=1e-6)
+
+
+def test_generator_loss_eq10_and_stages():
+  weights = ml_collections.ConfigDict(dict(adversarial=0.01, semantic=1.0, multiscale=1.0,
+                                           attention=1.0, mse=1.0))
+  terms = {"attention": 1.0, "mse": 2.0, "adversarial": 100.0, "multiscale": 4.0, "semantic": 8.0}
+  assert losses.generator_loss(terms, weights, stage2=False) == 3.0
+  assert losses.generator_loss(terms, weights, stage2=True) == 3.0 + 1.0 + 4.0 + 8.0

@@ -1,0 +1,271 @@
+"""The training system: stage switch, NaN skipping, bitwise resume, multi-device and multi-process."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from faceinpaint_jax import parallel
+from faceinpaint_jax.checkpoint import load_raw
+from faceinpaint_jax.data import InputPipeline
+from faceinpaint_jax.train.loop import train_and_evaluate
+from faceinpaint_jax.train.state import create_train_state
+from faceinpaint_jax.train.steps import Steps
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(REPO, "configs", "tiny.py")
+
+
+def _flat(state: dict) -> dict:
+  out = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
+    out[jax.tree_util.keystr(path)] = np.asarray(leaf)
+  return out
+
+
+def _assert_bitwise_equal(a: dict, b: dict):
+  fa, fb = _flat(a), _flat(b)
+  assert fa.keys() == fb.keys()
+  for k in fa:
+    assert fa[k].dtype == fb[k].dtype and np.array_equal(fa[k], fb[k]), k
+
+
+@pytest.fixture
+def steps_and_batch(tiny_config):
+  mesh = parallel.make_mesh()
+  steps = Steps(tiny_config).compile(parallel.replicated(mesh), parallel.batch_sharded(mesh))
+  pipeline = InputPipeline(tiny_config, process_index=0, process_count=1)
+  batch = parallel.global_batch(pipeline.batch(0), mesh)
+  state = jax.jit(lambda k: create_train_state(tiny_config, k),
+                  out_shardings=parallel.replicated(mesh))(jax.random.key(0))
+  return steps, batch, state
+
+
+def test_stage_switch_and_compile_counts(steps_and_batch):
+  steps, batch, state = steps_and_batch
+  d_before = jax.device_get(state.d_params)
+  g_before = jax.device_get(state.g_params)
+  for _ in range(2):
+    state, metrics = steps.generator_step(state, batch, False)
+  assert set(metrics) >= {"g/mse", "g/attention"} and "g/adversarial" not in metrics
+  chex.assert_trees_all_equal(jax.device_get(state.d_params), d_before)  # stage 1: D untouched
+  assert not np.array_equal(jax.device_get(state.g_params["completion"]["rgb_full"]["Conv_0"]["kernel"]),
+                            g_before["completion"]["rgb_full"]["Conv_0"]["kernel"])
+  for _ in range(2):
+    state, d_metrics = steps.discriminator_step(state, batch)
+    state, metrics = steps.generator_step(state, batch, True)
+  assert {"g/adversarial", "g/multiscale"} <= set(metrics)
+  assert {"d/global", "d/local", "d/real_prob_global", "d/fake_prob_local"} <= set(d_metrics)
+  changed = jax.tree_util.tree_map(lambda a, b: bool(np.any(np.asarray(a) != b)),
+                                   jax.device_get(state.d_params), d_before)
+  assert all(jax.tree_util.tree_leaves(changed))
+  assert int(state.step) == 4
+  # One compile per stage for G, one for D: nothing recompiles per step.
+  assert steps.generator_step._cache_size() == 2
+  assert steps.discriminator_step._cache_size() == 1
+
+
+def test_nonfinite_batch_is_skipped(steps_and_batch):
+  steps, batch, state = steps_and_batch
+  before = jax.device_get(state)
+  bad = dict(batch, image=batch["image"] * jnp.nan)
+  state, metrics = steps.generator_step(state, bad, False)
+  assert not bool(metrics["g/finite"]) and int(metrics["nonfinite_in_a_row"]) == 1
+  chex.assert_trees_all_equal(jax.device_get(state.g_params), before.g_params)
+  chex.assert_trees_all_equal(jax.device_get(state.g_opt_state), before.g_opt_state)
+  state, metrics = steps.generator_step(state, batch, False)
+  assert bool(metrics["g/finite"]) and int(metrics["nonfinite_in_a_row"]) == 0
+  assert int(state.nonfinite_total) == 1
+
+
+def test_too_many_nonfinite_stops_with_checkpoint_intact(tiny_config, tmp_path, monkeypatch):
+  tiny_config.train.max_nonfinite_in_a_row = 2
+  tiny_config.train.steps = 4
+  tiny_config.train.checkpoint_every = 1
+  original = InputPipeline.example
+
+  def poisoned(self, step, position):
+    example = original(self, step, position)
+    if step >= 1:
+      example["image"] = example["image"] * np.nan
+    return example
+
+  monkeypatch.setattr(InputPipeline, "example", poisoned)
+  code = train_and_evaluate(tiny_config, str(tmp_path))
+  assert code == 3
+  _, meta = load_raw(str(tmp_path))
+  assert meta["step"] <= 3
+  lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert lines[0]["step"] == 1 and np.isfinite(lines[0]["g/total"])
+
+
+def test_bitwise_resume_across_the_stage_switch(tiny_config, tmp_path):
+  """2K straight == K, stop, resume, K more — with the stage switch between K and 2K."""
+  tiny_config.train.steps = 4
+  tiny_config.train.stage1_steps = 3
+  tiny_config.train.checkpoint_every = 2
+  tiny_config.train.sample_every = 2
+  assert train_and_evaluate(tiny_config, str(tmp_path / "straight")) == 0
+  tiny_config.train.steps = 2
+  assert train_and_evaluate(tiny_config, str(tmp_path / "resumed")) == 0
+  tiny_config.train.steps = 4
+  assert train_and_evaluate(tiny_config, str(tmp_path / "resumed")) == 0
+  straight, meta = load_raw(str(tmp_path / "straight"))
+  resumed, meta_r = load_raw(str(tmp_path / "resumed"))
+  assert meta["step"] == meta_r["step"] == 4
+  _assert_bitwise_equal(straight, resumed)
+  # Logging that people expect.
+  lines = [json.loads(l) for l in open(tmp_path / "straight" / "metrics.jsonl")]
+  assert [l["step"] for l in lines] == [1, 2, 3, 4]
+  assert [l["stage"] for l in lines] == [1, 1, 1, 2]
+  assert {"g/mse", "g/attention", "g/adversarial", "d/real_prob_global", "g/grad_norm",
+          "images_per_sec"} <= set(lines[-1])
+  assert os.path.exists(tmp_path / "straight" / "samples" / "step_0000004.png")
+  assert os.listdir(tmp_path / "straight" / "tensorboard")
+  assert json.load(open(tmp_path / "straight" / "config.json"))["train"]["steps"] == 4
+
+
+DEVICE_SCRIPT = r"""
+import sys
+sys.path.insert(0, {repo!r})
+import jax
+from faceinpaint_jax.config import load_config_file
+from faceinpaint_jax.train.loop import train_and_evaluate
+assert jax.device_count() == {devices}, jax.devices()
+config = load_config_file({tiny!r})
+config.train.steps = 5
+config.train.stage1_steps = 2
+config.train.checkpoint_every = 5
+config.train.batch_size = 4
+sys.exit(train_and_evaluate(config, {workdir!r}))
+"""
+
+
+def _run_with_devices(devices: int, workdir: str):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+  script = DEVICE_SCRIPT.format(repo=REPO, devices=devices, tiny=TINY, workdir=workdir)
+  return subprocess.Popen([sys.executable, "-c", script], env=env, cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _assert_close_relative(a: dict, b: dict, rtol: float):
+  """‖a − b‖₂ ≤ rtol · ‖b‖₂ over the whole tree, and elementwise within rtol of each array's scale.
+
+  Sums taken in another order differ in the last float32 bits; arrays that start at exactly zero
+  (biases, the non-local output convs) carry such differences relative to their own tiny size, so the
+  elementwise check is scaled by the largest magnitude in the tree rather than in the array.
+  """
+  fa, fb = _flat(a), _flat(b)
+  assert fa.keys() == fb.keys()
+  diff = np.sqrt(sum(np.sum((fa[k].astype(np.float64) - fb[k]) ** 2) for k in fa))
+  norm = np.sqrt(sum(np.sum(fb[k].astype(np.float64) ** 2) for k in fb))
+  scale = max(np.max(np.abs(v)) for v in fb.values())
+  worst = max(np.max(np.abs(fa[k].astype(np.float64) - fb[k])) for k in fa)
+  print(f"relative difference {diff / norm:.2e}; largest elementwise {worst:.2e} (scale {scale:.2e})")
+  assert diff <= rtol * norm
+  assert worst <= rtol * scale
+
+
+@pytest.mark.slow
+def test_four_devices_match_one_device(tmp_path):
+  one = _run_with_devices(1, str(tmp_path / "one"))
+  out_one = one.communicate()[0]
+  four = _run_with_devices(4, str(tmp_path / "four"))
+  out_four = four.communicate()[0]
+  assert one.returncode == 0, out_one[-3000:]
+  assert four.returncode == 0, out_four[-3000:]
+  a, _ = load_raw(str(tmp_path / "one"))
+  b, _ = load_raw(str(tmp_path / "four"))
+  _assert_close_relative(b["g_params"], a["g_params"], 1e-5)
+  _assert_close_relative(b["d_params"], a["d_params"], 1e-5)
+  _assert_close_relative(b["g_batch_stats"], a["g_batch_stats"], 1e-5)
+
+
+SIGNAL_SCRIPT = r"""
+import sys
+sys.path.insert(0, {repo!r})
+from faceinpaint_jax.config import load_config_file
+from faceinpaint_jax.train.loop import train_and_evaluate
+config = load_config_file({tiny!r})
+config.train.steps = 100000
+config.train.checkpoint_every = 100000
+config.train.log_every = 1
+sys.exit(train_and_evaluate(config, {workdir!r}))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
+  workdir = tmp_path / "run"
+  proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT.format(repo=REPO, tiny=TINY, workdir=str(workdir))],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 240
+  while time.time() < deadline:
+    metrics = workdir / "metrics.jsonl"
+    if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+      break
+    assert proc.poll() is None, proc.communicate()[0][-3000:]
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  out = proc.communicate(timeout=120)[0]
+  assert proc.returncode == 0, out[-3000:]
+  _, meta = load_raw(str(workdir))
+  assert meta["step"] >= 2
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+PROCESS_SCRIPT = r"""
+import sys
+sys.path.insert(0, {repo!r})
+import jax
+from faceinpaint_jax.config import load_config_file
+from faceinpaint_jax import parallel
+from faceinpaint_jax.train.loop import train_and_evaluate
+config = load_config_file({tiny!r})
+config.parallel.coordinator_address = "127.0.0.1:{port}"
+config.parallel.num_processes = 2
+config.parallel.process_id = {pid}
+parallel.initialize_distributed(config.parallel)
+assert jax.process_count() == 2 and jax.device_count() == 4, (jax.process_count(), jax.devices())
+config.train.steps = 5
+config.train.stage1_steps = 2
+config.train.checkpoint_every = 5
+config.train.batch_size = 4
+sys.exit(train_and_evaluate(config, {workdir!r}))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_device(tmp_path):
+  port = _free_port()
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  procs = [subprocess.Popen(
+      [sys.executable, "-c", PROCESS_SCRIPT.format(repo=REPO, tiny=TINY, port=port, pid=pid,
+                                                   workdir=str(tmp_path / "multi"))],
+      env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for pid in range(2)]
+  outs = [p.communicate(timeout=600)[0] for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+  one = _run_with_devices(1, str(tmp_path / "one"))
+  out_one = one.communicate()[0]
+  assert one.returncode == 0, out_one[-3000:]
+  a, _ = load_raw(str(tmp_path / "one"))
+  b, _ = load_raw(str(tmp_path / "multi"))
+  _assert_close_relative(b["g_params"], a["g_params"], 1e-5)
+  _assert_close_relative(b["d_params"], a["d_params"], 1e-5)
