@@ -12,6 +12,9 @@ def get_config():
   config.data.image_size = 64
   config.model.attention_features = 16
   config.model.attention_resblocks = 1
+  # The attentive module's non-local block sees all 64² positions; pooling its keys/values 4×4 cuts
+  # its cost (which is most of the step on a CPU) 16-fold while every query still sees the whole face.
+  config.model.attention_kv_pool = 4
   config.model.completion_width = 16
   config.model.dilation_rates = (2, 4, 8)
   config.model.upsample = "resize_conv"  # transposed-conv kernel gradients are slow on CPU
@@ -20,8 +23,9 @@ def get_config():
   config.model.disc_local_non_local_after = 2
   config.model.disc_dense_features = 128
   config.train.batch_size = 16
-  config.train.steps = 1500
-  config.train.stage1_steps = 1000
+  # ≈ 1.05 s per stage-1 step and 1.55 s per stage-2 step on 2 CPU cores: about 14 minutes in all.
+  config.train.steps = 650
+  config.train.stage1_steps = 400
   config.train.g_learning_rate = 2e-3
   config.train.d_learning_rate = 2e-4
   config.train.checkpoint_every = 250

@@ -20,6 +20,9 @@ def base_config() -> ml_collections.ConfigDict:
       upsample="transpose",  # or "resize_conv"
       nonlocal_impl="einsum",  # "einsum" | "chunked" | "auto"
       nonlocal_chunk=1024,  # query positions per chunk for "chunked"
+      # Max-pool keys/values of the attentive module's full-resolution non-local block (Wang et al.'s
+      # subsampling trick); 1 = every position, as in Fig. 3.
+      attention_kv_pool=1,
       disc_global_widths=(64, 128, 256, 512, 512),
       disc_global_non_local_after=1,
       disc_local_widths=(64, 128, 256, 512),
@@ -105,7 +108,7 @@ def validate(config) -> None:
   _choice("data.hole_fill", d.hole_fill, ("white", "mean"))
   _choice("train.schedule", t.schedule, ("constant", "cosine"))
   for name in ("attention_steps", "attention_features", "attention_resblocks", "completion_width",
-               "nonlocal_chunk", "disc_dense_features"):
+               "nonlocal_chunk", "attention_kv_pool", "disc_dense_features"):
     _positive(f"model.{name}", getattr(m, name))
   for name in ("image_size", "num_workers", "prefetch_batches"):
     _positive(f"data.{name}", getattr(d, name))

@@ -70,6 +70,23 @@ class TestNonLocal:
     out_perm = block.apply({"params": params}, x[:, :, perm])
     chex.assert_trees_all_close(out[:, :, perm], out_perm, rtol=1e-5, atol=1e-6)
 
+  def test_kv_pool_attends_to_max_pooled_keys(self):
+    x = jax.random.normal(jax.random.key(0), (1, 8, 8, 4))
+    block = NonLocalBlock(kv_pool=2)
+    params = _randomize_zero_leaves(block.init(jax.random.key(1), x)["params"], jax.random.key(2))
+    p = jax.tree_util.tree_map(np.asarray, params)
+    xn = np.asarray(x)[0]
+    theta = xn @ p["theta"]["kernel"][0, 0] + p["theta"]["bias"]
+    pool = lambda t: t.reshape(4, 2, 4, 2, -1).max(axis=(1, 3)).reshape(16, -1)
+    phi = pool(xn @ p["phi"]["kernel"][0, 0])
+    g = pool(xn @ p["g"]["kernel"][0, 0] + p["g"]["bias"])
+    logits = theta.reshape(64, -1) @ phi.T
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    y = (weights / weights.sum(-1, keepdims=True)) @ g
+    expected = xn.reshape(64, 4) + y @ p["out"]["kernel"][0, 0] + p["out"]["bias"]
+    chex.assert_trees_all_close(block.apply({"params": params}, x)[0], expected.reshape(8, 8, 4),
+                                rtol=1e-4, atol=1e-5)
+
   @pytest.mark.parametrize("length,chunk", [(64, 16), (100, 32), (37, 64)])
   def test_chunked_equals_einsum(self, length, chunk):
     k1, k2, k3 = jax.random.split(jax.random.key(length), 3)

@@ -22,7 +22,8 @@ def build_generator(config) -> Generator:
       attention_steps=m.attention_steps, attention_features=m.attention_features,
       attention_resblocks=m.attention_resblocks, completion_width=m.completion_width,
       dilation_rates=tuple(m.dilation_rates), use_skips=m.use_skips, upsample=m.upsample,
-      nonlocal_impl=m.nonlocal_impl, nonlocal_chunk=m.nonlocal_chunk, dtype=compute_dtype(config))
+      nonlocal_impl=m.nonlocal_impl, nonlocal_chunk=m.nonlocal_chunk,
+      attention_kv_pool=m.attention_kv_pool, dtype=compute_dtype(config))
 
 
 def build_discriminators(config) -> Discriminators:

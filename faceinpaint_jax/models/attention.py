@@ -21,6 +21,7 @@ class AttentiveStep(nn.Module):
   num_resblocks: int = 3
   nonlocal_impl: str = "einsum"
   nonlocal_chunk: int = 1024
+  nonlocal_kv_pool: int = 1
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -30,8 +31,8 @@ class AttentiveStep(nn.Module):
     x = leaky_relu(nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype, name="stem")(x))
     for k in range(self.num_resblocks):
       x = ResNetBlock(self.features, dtype=self.dtype, name=f"resblock_{k}")(x, train)
-    x = NonLocalBlock(impl=self.nonlocal_impl, chunk_size=self.nonlocal_chunk, dtype=self.dtype,
-                      name="non_local")(x)
+    x = NonLocalBlock(impl=self.nonlocal_impl, chunk_size=self.nonlocal_chunk,
+                      kv_pool=self.nonlocal_kv_pool, dtype=self.dtype, name="non_local")(x)
     lstm_carry, h = ConvLSTMCell(self.features, dtype=self.dtype, name="convlstm")(lstm_carry, x)
     logits = nn.Conv(1, (3, 3), padding="SAME", dtype=self.dtype, name="to_attention")(h)
     # Attention maps stay float32 whatever the compute dtype: they feed a loss and a threshold.
@@ -50,6 +51,7 @@ class AttentiveRecurrentModule(nn.Module):
   num_resblocks: int = 3
   nonlocal_impl: str = "einsum"
   nonlocal_chunk: int = 1024
+  nonlocal_kv_pool: int = 1
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -65,11 +67,11 @@ class AttentiveRecurrentModule(nn.Module):
         split_rngs={"params": False},
         in_axes=(nn.broadcast, nn.broadcast),
         length=self.num_steps,
-        unroll=self.num_steps,
+        unroll=True,
     )
     step = scanned(features=self.features, num_resblocks=self.num_resblocks,
                    nonlocal_impl=self.nonlocal_impl, nonlocal_chunk=self.nonlocal_chunk,
-                   dtype=self.dtype, name="step")
+                   nonlocal_kv_pool=self.nonlocal_kv_pool, dtype=self.dtype, name="step")
     lstm_carry = ConvLSTMCell.initial_carry((batch, height, width), self.features)
     initial_attention = jnp.full((batch, height, width, 1), INITIAL_ATTENTION, jnp.float32)
     _, attention_maps = step((lstm_carry, initial_attention), damaged, train)

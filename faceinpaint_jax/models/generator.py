@@ -30,6 +30,7 @@ class Generator(nn.Module):
   upsample: str = "transpose"
   nonlocal_impl: str = "einsum"
   nonlocal_chunk: int = 1024
+  attention_kv_pool: int = 1
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -40,7 +41,8 @@ class Generator(nn.Module):
     attention_maps = AttentiveRecurrentModule(
         num_steps=self.attention_steps, features=self.attention_features,
         num_resblocks=self.attention_resblocks, nonlocal_impl=self.nonlocal_impl,
-        nonlocal_chunk=self.nonlocal_chunk, dtype=self.dtype, name="attention")(x, train)
+        nonlocal_chunk=self.nonlocal_chunk, nonlocal_kv_pool=self.attention_kv_pool,
+        dtype=self.dtype, name="attention")(x, train)
     completion, multiscale = CompletionNetwork(
         width=self.completion_width, dilation_rates=tuple(self.dilation_rates),
         use_skips=self.use_skips, upsample=self.upsample, nonlocal_impl=self.nonlocal_impl,

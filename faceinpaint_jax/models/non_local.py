@@ -19,8 +19,14 @@ def attention_einsum(query, key, value):
   query, key: (B, L, D); value: (B, L, Dv). The reference every other path is tested against.
   """
   logits = jnp.einsum("bqd,bkd->bqk", query, key, preferred_element_type=jnp.float32)
-  weights = jax.nn.softmax(logits, axis=-1).astype(value.dtype)
-  return jnp.einsum("bqk,bkd->bqd", weights, value)
+  # Softmax with the normalisation deferred to the (L, D) output: one pass fewer over the (L, L)
+  # matrix than normalising the weights. The max is a constant for the gradient (softmax ignores it).
+  logits = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+  unnormalised = jnp.exp(logits)
+  denominator = jnp.sum(unnormalised, axis=-1, keepdims=True)
+  out = jnp.einsum("bqk,bkd->bqd", unnormalised.astype(value.dtype), value,
+                   preferred_element_type=jnp.float32)
+  return (out / denominator).astype(value.dtype)
 
 
 def attention_chunked(query, key, value, chunk_size: int = 1024):
@@ -63,6 +69,9 @@ class NonLocalBlock(nn.Module):
   bottleneck: int | None = None  # default C/2 (16 for C=32, as in Fig. 3)
   impl: str = "einsum"
   chunk_size: int = 1024
+  # Wang et al. §3.3's subsampling trick: max-pool φ and g by this factor, so each query attends to
+  # (H/p)(W/p) positions. 1 (the default, and Fig. 3) attends to every position.
+  kv_pool: int = 1
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -76,6 +85,9 @@ class NonLocalBlock(nn.Module):
     # exactly-zero gradient that Adam would nudge on rounding noise. Leave it out.
     phi = conv1x1(inner, "phi", use_bias=False)(x)
     g = conv1x1(inner, "g")(x)
+    if self.kv_pool > 1:
+      pool = lambda t: nn.max_pool(t, (self.kv_pool,) * 2, strides=(self.kv_pool,) * 2, padding="SAME")
+      phi, g = pool(phi), pool(g)
     flat = lambda t: einops.rearrange(t, "b h w c -> b (h w) c")
     y = dot_product_attention(flat(theta), flat(phi), flat(g), self.impl, self.chunk_size)
     y = einops.rearrange(y, "b (h w) c -> b h w c", h=height, w=width)
