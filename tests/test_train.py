@@ -269,3 +269,13 @@ def test_two_processes_match_one_device(tmp_path):
   b, _ = load_raw(str(tmp_path / "multi"))
   _assert_close_relative(b["g_params"], a["g_params"], 1e-5)
   _assert_close_relative(b["d_params"], a["d_params"], 1e-5)
+
+
+@pytest.mark.slow
+def test_semantic_loss_is_trained_and_logged(tiny_config, tmp_path):
+  tiny_config.loss.semantic = 1.0
+  tiny_config.train.steps = 2
+  tiny_config.train.stage1_steps = 1
+  assert train_and_evaluate(tiny_config, str(tmp_path)) == 0
+  lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert "g/semantic" not in lines[0] and lines[1]["g/semantic"] > 0

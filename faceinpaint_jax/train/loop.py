@@ -129,7 +129,11 @@ def train_and_evaluate(config, workdir: str) -> int:
 
   mesh = parallel.make_mesh()
   state_sharding, batch_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  steps = Steps(config).compile(state_sharding, batch_sharding)
+  parser_variables = None
+  if config.loss.semantic > 0:
+    from faceinpaint_jax.parser import load_parser_variables
+    parser_variables = load_parser_variables(config.loss.parser_weights, config.data.cache_dir)
+  steps = Steps(config, parser_variables).compile(state_sharding, batch_sharding)
   init = jax.jit(lambda key: create_train_state(config, key), out_shardings=state_sharding)
   state = init(jax.random.key(config.train.seed))
 

@@ -10,6 +10,7 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def hole_mse(completion, ground_truth, hole_mask):
@@ -58,6 +59,26 @@ def discriminator_loss(real_logits, fake_logits):
   """Eq. 11 for one discriminator: −log D(I_gt) − log(1 − D(I_rec)), batch means."""
   return (jnp.mean(jax.nn.softplus(-real_logits.astype(jnp.float32)))
           + jnp.mean(jax.nn.softplus(fake_logits.astype(jnp.float32))))
+
+
+def semantic_loss(parser_apply, ground_truth, reconstructed, parser_size: int):
+  """Eq. 9: cross-entropy between parse(I_rec) logits and the argmax labels of parse(I_gt).
+
+  Images in [−1, 1] are mapped to [0, 1], resized (bilinear) to the parser's input size and ImageNet-
+  normalised; `parser_apply` is the frozen parser (no gradients reach its weights, BatchNorm in eval mode).
+  """
+  from faceinpaint_jax.parser.bisenet import normalize
+
+  def prepare(images):
+    b, _, _, c = images.shape
+    images = (images.astype(jnp.float32) + 1.0) / 2.0
+    if images.shape[1] != parser_size:
+      images = jax.image.resize(images, (b, parser_size, parser_size, c), method="bilinear")
+    return normalize(images)
+
+  target = jnp.argmax(jax.lax.stop_gradient(parser_apply(prepare(ground_truth))), axis=-1)
+  logits = parser_apply(prepare(reconstructed)).astype(jnp.float32)
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, target))
 
 
 def generator_loss(terms: dict, loss_config, stage2: bool):

@@ -9,8 +9,6 @@ unchanged (but counts it).
 from __future__ import annotations
 
 import functools
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -18,8 +16,13 @@ import optax
 from faceinpaint_jax.config import ConfigError
 from faceinpaint_jax.models import (build_discriminators, build_generator, compose, crop_local_window,
                                     local_window_size)
+from faceinpaint_jax.parser.bisenet import BiSeNet
 from faceinpaint_jax.train import losses
 from faceinpaint_jax.train.state import TrainState, make_optimizers
+
+
+def _bind_parser(step, parser_variables, state, batch, stage2):
+  return step(state, batch, parser_variables, stage2)
 
 
 def _all_finite(*trees) -> jax.Array:
@@ -40,16 +43,18 @@ class Steps:
   """Builds the step functions for one config; `generator_step(state, batch, stage2)` and
   `discriminator_step(state, batch)` are the jitted entry points."""
 
-  def __init__(self, config, semantic_loss: Callable | None = None):
+  def __init__(self, config, parser_variables: dict | None = None):
     self.config = config
     self.generator = build_generator(config)
     self.discriminators = build_discriminators(config)
     self.window = local_window_size(config)
     self.g_tx, self.d_tx = make_optimizers(config)
-    # L_sem (Eq. 9): a frozen face parser's cross-entropy between parse(I_gt) labels and parse(I_rec).
-    self.semantic_loss = semantic_loss
-    if config.loss.semantic > 0 and semantic_loss is None:
-      raise ConfigError("loss.semantic > 0 needs a face parser for L_sem; none is configured")
+    # L_sem (Eq. 9) needs the frozen face parser; its weights travel as a jit argument (not baked into
+    # the program as constants) and never receive gradients or BatchNorm updates.
+    if config.loss.semantic > 0 and parser_variables is None:
+      raise ConfigError("loss.semantic > 0 needs the face parser's weights")
+    self.parser_variables = parser_variables if config.loss.semantic > 0 else None
+    self.parser = BiSeNet()
 
   # -- shared forward pieces ----------------------------------------------------------------------
   def _generate(self, g_params, g_batch_stats, batch):
@@ -67,7 +72,7 @@ class Steps:
     return global_logits, local_logits, updates["batch_stats"]
 
   # -- generator ------------------------------------------------------------------------------------
-  def _generator_step(self, state: TrainState, batch: dict, stage2: bool):
+  def _generator_step(self, state: TrainState, batch: dict, parser_variables, stage2: bool):
     def loss_fn(g_params):
       outputs, completed, g_stats = self._generate(g_params, state.g_batch_stats, batch)
       terms = {
@@ -83,8 +88,10 @@ class Steps:
                                                          completed, batch["window_offset"])
         terms["adversarial"] = (losses.generator_adversarial_loss(g_logits)
                                 + losses.generator_adversarial_loss(l_logits))
-        if self.semantic_loss is not None:
-          terms["semantic"] = self.semantic_loss(batch["image"], completed)
+        if parser_variables is not None:
+          parser_apply = lambda x: self.parser.apply(parser_variables, x, train=False)
+          terms["semantic"] = losses.semantic_loss(parser_apply, batch["image"], completed,
+                                                   self.config.loss.semantic_size)
       total = losses.generator_loss(terms, self.config.loss, stage2)
       return total, (terms, g_stats)
 
@@ -138,9 +145,13 @@ class Steps:
   # -- compiled entry points ------------------------------------------------------------------------
   def compile(self, state_sharding, batch_sharding):
     """jit both steps with explicit shardings; the state's buffers are donated."""
-    self.generator_step = jax.jit(self._generator_step, static_argnums=2,
-                                  in_shardings=(state_sharding, batch_sharding),
-                                  out_shardings=(state_sharding, None), donate_argnums=0)
+    generator_step = jax.jit(self._generator_step, static_argnums=3,
+                             in_shardings=(state_sharding, batch_sharding, state_sharding),
+                             out_shardings=(state_sharding, None), donate_argnums=0)
+    parser_variables = (jax.device_put(self.parser_variables, state_sharding)
+                        if self.parser_variables is not None else None)
+    self.generator_step = functools.partial(_bind_parser, generator_step, parser_variables)
+    self.generator_step._cache_size = generator_step._cache_size
     self.discriminator_step = jax.jit(self._discriminator_step,
                                       in_shardings=(state_sharding, batch_sharding),
                                       out_shardings=(state_sharding, None), donate_argnums=0)

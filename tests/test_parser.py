@@ -1,0 +1,194 @@
+"""The face parser: safe .pth reading, weight conversion, parity with PyTorch, the CLI, and L_sem."""
+
+import collections
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import zipfile
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from faceinpaint_jax import assets
+from faceinpaint_jax.data.preprocess import decode_image
+from faceinpaint_jax.parser import BiSeNet, load_parser_variables, parser_input, torch_to_flax
+from faceinpaint_jax.parser.bisenet import resize_bilinear_align_corners, resize_nearest
+from faceinpaint_jax.parser.torch_pickle import LEGACY_MAGIC, UnsafeCheckpointError, load_state_dict
+from faceinpaint_jax.train import losses
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = os.path.join(REPO, "tests", "fixtures", "parser_reference.npz")
+
+
+# -- a tiny legacy-format writer, so the reader is tested on files whose bytes we control ---------------
+def _rebuild_tensor_v2(*args):
+  raise AssertionError("never called: only pickled by reference")
+
+
+class FloatStorage:
+  pass
+
+
+class _Tensor:
+  def __init__(self, key, array):
+    self.key, self.array = key, np.ascontiguousarray(array, np.float32)
+
+
+class _LegacyWriter(pickle.Pickler):
+  """Writes tensors the way torch's legacy format does: rebuild_tensor_v2 over persistent storages."""
+
+  def persistent_id(self, obj):
+    if isinstance(obj, tuple) and len(obj) == 2 and obj[0] == "__storage__":
+      t = obj[1]
+      return ("storage", FloatStorage, t.key, "cpu", t.array.size, None)
+    return None
+
+  def reducer_override(self, obj):
+    if isinstance(obj, _Tensor):
+      stride = tuple(s // 4 for s in obj.array.strides)
+      return (_rebuild_tensor_v2, (("__storage__", obj), 0, obj.array.shape, stride, False,
+                                   collections.OrderedDict()))
+    return NotImplemented
+
+
+@pytest.fixture
+def fake_torch_globals(monkeypatch):
+  """Stand-ins registered as torch._utils._rebuild_tensor_v2 and torch.FloatStorage, for pickling only."""
+  torch_mod, utils_mod = type(sys)("torch"), type(sys)("torch._utils")
+  _rebuild_tensor_v2.__module__, FloatStorage.__module__ = "torch._utils", "torch"
+  utils_mod._rebuild_tensor_v2, torch_mod.FloatStorage = _rebuild_tensor_v2, FloatStorage
+  monkeypatch.setitem(sys.modules, "torch", torch_mod)
+  monkeypatch.setitem(sys.modules, "torch._utils", utils_mod)
+
+
+def _write_legacy(path, tensors: dict, payload: bytes | None = None):
+  items = [_Tensor(str(i), a) for i, a in enumerate(tensors.values())]
+  with open(path, "wb") as f:
+    for header in (LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
+      pickle.dump(header, f, protocol=2)
+    if payload is None:
+      _LegacyWriter(f, protocol=2).dump(collections.OrderedDict(zip(tensors, items)))
+    else:
+      f.write(payload)
+    pickle.dump([t.key for t in items], f, protocol=2)
+    for t in items:
+      f.write(struct.pack("<q", t.array.size))
+      f.write(t.array.tobytes())
+
+
+def test_reader_matches_the_arrays_written(tmp_path, fake_torch_globals):
+  tensors = {"a.weight": np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2),
+             "a.bias": np.array([1.5, -2.0], np.float32)}
+  _write_legacy(tmp_path / "tiny.pth", tensors)
+  loaded = load_state_dict(tmp_path / "tiny.pth")
+  assert list(loaded) == ["a.weight", "a.bias"]
+  for k in tensors:
+    np.testing.assert_array_equal(loaded[k], tensors[k])
+  flax_vars = torch_to_flax({"conv.weight": tensors["a.weight"], "bn.running_mean": tensors["a.bias"]})
+  np.testing.assert_array_equal(flax_vars["params"]["conv"]["kernel"], tensors["a.weight"].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(flax_vars["batch_stats"]["bn"]["mean"], tensors["a.bias"])
+
+
+def _malicious_payload(marker):
+  # GLOBAL os.system, then call it with a shell command that would create `marker`.
+  return (b"\x80\x02cos\nsystem\nq\x00X" + struct.pack("<I", len(f"touch {marker}"))
+          + f"touch {marker}".encode() + b"\x85q\x01Rq\x02.")
+
+
+def test_crafted_legacy_pth_calling_os_system_is_rejected(tmp_path):
+  marker = tmp_path / "pwned"
+  path = tmp_path / "evil.pth"
+  _write_legacy(path, {}, payload=_malicious_payload(marker))
+  with pytest.raises(UnsafeCheckpointError, match="os.system"):
+    load_state_dict(path)
+  assert not marker.exists()
+
+
+def test_crafted_zip_pth_calling_os_system_is_rejected(tmp_path):
+  marker = tmp_path / "pwned"
+  path = tmp_path / "evil_zip.pth"
+  with zipfile.ZipFile(path, "w") as z:
+    z.writestr("archive/data.pkl", _malicious_payload(marker))
+  with pytest.raises(UnsafeCheckpointError, match="os.system"):
+    load_state_dict(path)
+  assert not marker.exists()
+
+
+def test_resize_helpers_match_pytorch_conventions():
+  x = jnp.arange(4.0).reshape(1, 2, 2, 1)
+  up = resize_bilinear_align_corners(x, 3, 3)[0, :, :, 0]
+  np.testing.assert_allclose(up, [[0, 0.5, 1], [1, 1.5, 2], [2, 2.5, 3]], atol=1e-6)  # corners kept
+  np.testing.assert_array_equal(resize_nearest(x, 4, 4)[0, :, :, 0],
+                                [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+
+
+@pytest.fixture(scope="module")
+def parser_variables():
+  return load_parser_variables()
+
+
+def test_converted_weights_fill_every_variable(parser_variables):
+  expected = jax.eval_shape(lambda: BiSeNet().init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), return_aux=True))
+  chex.assert_trees_all_equal_shapes(expected, parser_variables)
+  count = sum(x.size for x in jax.tree_util.tree_leaves(parser_variables["params"]))
+  assert count == 13_300_416
+
+
+@pytest.mark.slow
+def test_parity_with_pytorch_original(parser_variables):
+  """Logits of five sample faces at 512×512 against the fixture computed by PyTorch 2.13."""
+  ref = np.load(FIXTURE)
+  apply = jax.jit(lambda v, x: BiSeNet().apply(v, x))
+  faces = assets.sample_faces_dir()
+  stride = int(ref["stride"])
+  worst, agreement = 0.0, []
+  for name, labels, logits in zip(ref["faces"], ref["labels"], ref["logits"]):
+    out = np.asarray(apply(parser_variables, parser_input(decode_image(str(faces / str(name))), 512)[None]))[0]
+    worst = max(worst, float(np.abs(out[::stride, ::stride] - logits).max()))
+    agreement.append(float((out.argmax(-1) == labels).mean()))
+  print(f"max |logit difference| {worst:.2e}, argmax agreement ≥ {min(agreement):.5f}")
+  assert worst < 1e-3
+  assert min(agreement) >= 0.999
+
+
+@pytest.mark.slow
+def test_parse_cli_writes_labels(tmp_path):
+  face = str(assets.sample_faces_dir() / "000901.jpg")
+  result = subprocess.run([sys.executable, "-m", "faceinpaint_jax.parse", "--input", face, "--output",
+                           str(tmp_path / "p.png"), "--save-labels", str(tmp_path / "l.npy")],
+                          capture_output=True, text=True, cwd=REPO)
+  assert result.returncode == 0, result.stderr[-2000:]
+  labels = np.load(tmp_path / "l.npy")
+  assert labels.shape == (512, 512) and labels.dtype == np.uint8
+  present = set(np.unique(labels).tolist())
+  # skin, brows, eyes, nose, lips, hair
+  assert {1, 10, 12, 13, 17} <= present and present & {2, 3} and present & {4, 5}
+  bad = subprocess.run([sys.executable, "-m", "faceinpaint_jax.parse", "--input", str(tmp_path / "l.npy"),
+                        "--output", str(tmp_path / "x.png")], capture_output=True, text=True, cwd=REPO)
+  assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+  assert not (tmp_path / "x.png").exists()
+
+
+def test_semantic_loss_eq9_and_its_gradient(parser_variables):
+  faces = assets.sample_faces_dir()
+  from faceinpaint_jax.data.preprocess import center_square_resize, to_model_range
+  images = jnp.stack([to_model_range(center_square_resize(decode_image(str(faces / n)), 64))
+                      for n in ("000900.jpg", "000901.jpg")])
+  apply = lambda x: BiSeNet().apply(parser_variables, x)
+  loss = jax.jit(lambda gt, rec: losses.semantic_loss(apply, gt, rec, 128))
+  same = float(loss(images, images))
+  # For I_rec = I_gt the labels are parse(I_gt)'s own argmax: the loss is mean(−max log-softmax).
+  prepared = BiSeNet().apply(parser_variables, __import__("faceinpaint_jax.parser", fromlist=["normalize"])
+                             .normalize(jax.image.resize((images + 1) / 2, (2, 128, 128, 3), "bilinear")))
+  expected = float(jnp.mean(-jnp.max(jax.nn.log_softmax(prepared, -1), -1)))
+  np.testing.assert_allclose(same, expected, rtol=1e-5)
+  damaged = images.at[:, 20:44, 16:48].set(1.0)
+  assert float(loss(images, damaged)) > same + 0.1
+  # Gradients flow to the reconstruction, never to the parser weights.
+  g = jax.grad(lambda rec: loss(images, rec))(damaged)
+  assert jnp.all(jnp.isfinite(g)) and jnp.any(g != 0)
