@@ -58,3 +58,23 @@ def load_raw(workdir: str, step: int | None = None):
       state=ocp.args.StandardRestore(fallback_sharding=single), meta=ocp.args.JsonRestore()))
   manager.close()
   return restored["state"], restored["meta"]
+
+
+def load_run_config(workdir: str):
+  """The config a run was trained with (WORKDIR/config.json) as a ConfigDict."""
+  import json
+
+  import ml_collections
+
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no trained run in {workdir} (config.json missing)")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load_generator(workdir: str, step: int | None = None):
+  """(config, generator variables {"params", "batch_stats"}, step) of the latest (or given) checkpoint."""
+  config = load_run_config(workdir)
+  state, meta = load_raw(workdir, step)
+  return config, {"params": state["g_params"], "batch_stats": state["g_batch_stats"]}, int(meta["step"])

@@ -18,7 +18,7 @@ from faceinpaint_jax import assets
 from faceinpaint_jax.data.preprocess import decode_image
 from faceinpaint_jax.parser import BiSeNet, load_parser_variables, parser_input, torch_to_flax
 from faceinpaint_jax.parser.bisenet import resize_bilinear_align_corners, resize_nearest
-from faceinpaint_jax.parser.torch_pickle import LEGACY_MAGIC, UnsafeCheckpointError, load_state_dict
+from faceinpaint_jax.safe_pickle import LEGACY_MAGIC, UnsafeCheckpointError, load_state_dict
 from faceinpaint_jax.train import losses
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

