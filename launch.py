@@ -33,10 +33,13 @@ def main(argv) -> int:
   from faceinpaint_jax.data import SourceError
   from faceinpaint_jax.train.loop import train_and_evaluate
 
-  cache_dir = config.train.compilation_cache_dir or os.path.join(
+  cache_dir = config.train.get("compilation_cache_dir", "") or os.path.join(
       os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "faceinpaint_jax", "jax_compilation_cache")
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   try:
+    if config.get("task") == "parser":
+      from faceinpaint_jax.parser.train import train_parser
+      return train_parser(config, FLAGS.workdir)
     parallel.initialize_distributed(config.parallel)
     return train_and_evaluate(config, FLAGS.workdir)
   except (SourceError, AssetError, ConfigError) as e:

@@ -51,7 +51,11 @@ def parse_flags(argv, config_flag):
   if config is None:
     fail("--config is required (e.g. --config configs/quickstart.py)")
   try:
-    validate(config)
+    if config.get("task") == "parser":
+      from faceinpaint_jax.parser.train import validate as validate_parser
+      validate_parser(config)
+    else:
+      validate(config)
   except ConfigError as e:
     fail(str(e))
   return rest

@@ -18,7 +18,7 @@ def base_config() -> ml_collections.ConfigDict:
       dilation_rates=(2, 4, 8, 16),
       use_skips=True,
       upsample="transpose",  # or "resize_conv"
-      nonlocal_impl="einsum",  # "einsum" | "chunked" | "auto"
+      nonlocal_impl="einsum",  # "einsum" | "chunked" | "cudnn" (GPU, bf16) | "auto"
       nonlocal_chunk=1024,  # query positions per chunk for "chunked"
       # Max-pool keys/values of the attentive module's full-resolution non-local block (Wang et al.'s
       # subsampling trick); 1 = every position, as in Fig. 3.
@@ -103,7 +103,7 @@ def _positive(name, value):
 def validate(config) -> None:
   """Raise ConfigError with one line for the first bad value; cheap, runs before any compile."""
   m, d, t = config.model, config.data, config.train
-  _choice("model.nonlocal_impl", m.nonlocal_impl, ("einsum", "chunked", "auto"))
+  _choice("model.nonlocal_impl", m.nonlocal_impl, ("einsum", "chunked", "cudnn", "auto"))
   _choice("model.upsample", m.upsample, ("transpose", "resize_conv"))
   _choice("model.dtype", m.dtype, ("float32", "bfloat16"))
   _choice("data.mask_kind", d.mask_kind, ("rectangle", "free_form"))

@@ -192,3 +192,41 @@ def test_semantic_loss_eq9_and_its_gradient(parser_variables):
   # Gradients flow to the reconstruction, never to the parser weights.
   g = jax.grad(lambda rec: loss(images, rec))(damaged)
   assert jnp.all(jnp.isfinite(g)) and jnp.any(g != 0)
+
+
+def _write_celebamask_hq(root, parser_variables, faces):
+  """A tiny CelebAMask-HQ tree whose per-part masks are the pretrained parser's own labels."""
+  from faceinpaint_jax.parser.bisenet import CLASS_NAMES
+  from PIL import Image
+  (root / "CelebA-HQ-img").mkdir(parents=True)
+  apply = jax.jit(lambda v, x: BiSeNet().apply(v, x).argmax(-1))
+  for i, name in enumerate(faces):
+    rgb = decode_image(str(assets.sample_faces_dir() / name))[20:198]  # square, as CelebA-HQ's
+    Image.fromarray(rgb).save(root / "CelebA-HQ-img" / f"{i}.png")
+    labels = np.asarray(apply(parser_variables, parser_input(rgb, 128)[None]))[0]
+    group = root / "CelebAMask-HQ-mask-anno" / str(i // 2000)
+    group.mkdir(parents=True, exist_ok=True)
+    for class_id in np.unique(labels):
+      if class_id:
+        Image.fromarray(((labels == class_id) * 255).astype(np.uint8)).save(
+            group / f"{i:05d}_{CLASS_NAMES[class_id]}.png")
+
+
+@pytest.mark.slow
+def test_parser_training_on_a_tiny_celebamask_hq_tree(parser_variables, tmp_path):
+  root = tmp_path / "CelebAMask-HQ"
+  _write_celebamask_hq(root, parser_variables, ["000900.jpg", "000901.jpg", "000902.jpg", "000903.jpg"])
+  workdir = tmp_path / "run"
+  result = subprocess.run([sys.executable, "launch.py", "--config", "configs/parser.py", "--workdir", str(workdir),
+                           f"--config.data.root={root}", "--config.data.image_size=128",
+                           "--config.data.test_fraction=0.3", "--config.train.steps=3",
+                           "--config.train.batch_size=2", "--config.train.eval_every=3",
+                           "--config.train.log_every=1"], capture_output=True, text=True, cwd=REPO)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = [__import__("json").loads(l) for l in open(workdir / "metrics.jsonl")]
+  assert lines[0]["step"] == 0 and lines[-1]["step"] == 3
+  # The labels are the pretrained parser's own predictions at this size: before training, mIoU is exact.
+  assert lines[0]["miou"] == pytest.approx(1.0)
+  assert 0.0 < lines[-1]["miou"] <= 1.0 and all(np.isfinite(l["loss"]) for l in lines[1:])
+  reloaded = load_parser_variables(str(workdir / "parser.npz"))
+  chex.assert_trees_all_equal_shapes(reloaded, parser_variables)

@@ -1,0 +1,73 @@
+"""Shared helpers for the benchmark scripts: timing, compiled-program statistics, a matmul yardstick."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def machine() -> dict:
+  device = jax.devices()[0]
+  return {"backend": jax.default_backend(), "device": device.device_kind, "devices": jax.device_count(),
+          "cpu_count": os.cpu_count(), "jax": jax.__version__, "python": platform.python_version()}
+
+
+def time_call(fn, *args, warmup: int = 1, iters: int = 5) -> float:
+  """Median seconds of `fn(*args)` (blocking on its outputs) after `warmup` calls."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(iters):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  times.sort()
+  return times[len(times) // 2]
+
+
+def compiled_stats(jitted, *args) -> dict:
+  """Compile time, FLOPs (XLA cost analysis) and peak buffer bytes (XLA memory analysis)."""
+  start = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  seconds = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  memory = compiled.memory_analysis()
+  peak = None
+  if memory is not None:
+    peak = int(memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes
+               - memory.alias_size_in_bytes)
+  return {"compile_s": seconds, "flops": float(cost.get("flops", 0.0)), "peak_bytes": peak,
+          "compiled": compiled}
+
+
+def matmul_flops_per_s(dtype=None) -> float:
+  """FLOP/s of a large square matmul in this process: the yardstick for utilisation."""
+  on_gpu = jax.default_backend() == "gpu"
+  n = 8192 if on_gpu else 2048
+  dtype = dtype or (jnp.bfloat16 if on_gpu else jnp.float32)
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+  f = jax.jit(lambda x, y: x @ y)
+  seconds = time_call(f, a, b, warmup=2, iters=10 if on_gpu else 5)
+  return 2.0 * n ** 3 / seconds
+
+
+def device_peak_bytes() -> int | None:
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats.get("peak_bytes_in_use")
+
+
+def lowered_flops(lowered) -> float:
+  cost = lowered.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost.get("flops", 0.0))
