@@ -9,6 +9,7 @@ CPU, bfloat16 on GPU), and peak memory.
 
 import argparse
 import json
+import time
 
 import common
 import jax
@@ -20,6 +21,15 @@ from faceinpaint_jax.train.state import create_train_state
 from faceinpaint_jax.train.steps import Steps
 
 
+def _reference_flops(config, parser_variables, rep, shard, state, batch) -> float:
+  reference = config.copy_and_resolve_references()
+  reference.model.nonlocal_impl = "einsum"
+  ref_steps = Steps(reference, parser_variables).compile(rep, shard)
+  return (common.lowered_flops(ref_steps.discriminator_step.lower(state, batch))
+          + common.lowered_flops(ref_steps.generator_step.args[0].lower(
+              state, batch, ref_steps.generator_step.args[1], True)))
+
+
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--config", required=True)
@@ -28,6 +38,8 @@ def main():
   ap.add_argument("--nonlocal-impl", default=None)
   ap.add_argument("--semantic", type=float, default=None, help="loss.semantic override (needs the parser)")
   ap.add_argument("--parser-weights", default="", help="79999_iter.pth or converted .npz for L_sem")
+  ap.add_argument("--flops-per-image", type=float, default=None,
+                  help="use this count (e.g. from a CPU run of this script) instead of analysing here")
   ap.add_argument("--iters", type=int, default=3)
   args = ap.parse_args()
   config = load_config_file(args.config)
@@ -62,12 +74,10 @@ def main():
   g_stats = common.compiled_stats(g_jit, state, batch, steps.generator_step.args[1], True)
   # FLOPs are counted on the einsum formulation: XLA's cost analysis sees a chunked loop body once and
   # a cuDNN kernel not at all, so the fused programs would under-report the work they do.
-  reference = config.copy_and_resolve_references()
-  reference.model.nonlocal_impl = "einsum"
-  ref_steps = Steps(reference, parser_variables).compile(rep, shard)
-  flops = (common.lowered_flops(ref_steps.discriminator_step.lower(state, batch))
-           + common.lowered_flops(ref_steps.generator_step.args[0].lower(
-               state, batch, ref_steps.generator_step.args[1], True)))
+  if args.flops_per_image:
+    flops = args.flops_per_image * args.batch
+  else:
+    flops = _reference_flops(config, parser_variables, rep, shard, state, batch)
 
   def one_step(state):
     state, _ = steps.discriminator_step(state, batch)
@@ -76,7 +86,6 @@ def main():
 
   state, _ = one_step(state)  # warm-up (compiles through the cache)
   jax.block_until_ready(state)
-  import time
   times = []
   for _ in range(args.iters):
     start = time.perf_counter()
