@@ -29,7 +29,7 @@ def attention_einsum(query, key, value):
   return (out / denominator).astype(value.dtype)
 
 
-def attention_chunked(query, key, value, chunk_size: int = 1024):
+def attention_chunked(query, key, value, chunk_size: int = 512):
   """Same result as `attention_einsum`, holding at most a (chunk, L) slice of affinities.
 
   Queries are processed `chunk_size` at a time under `lax.map`; each chunk is rematerialised in
@@ -64,7 +64,7 @@ def _cudnn_applies(query) -> bool:
           and query.shape[-1] % 8 == 0 and query.shape[-1] <= 128)
 
 
-def dot_product_attention(query, key, value, impl: str = "einsum", chunk_size: int = 1024):
+def dot_product_attention(query, key, value, impl: str = "einsum", chunk_size: int = 512):
   """Unscaled single-head attention as used by the non-local block, by implementation name."""
   if impl == "auto":
     # cuDNN's fused kernel where it applies; otherwise the (L, L) matrix is cheap below ~4k positions,
@@ -86,7 +86,7 @@ class NonLocalBlock(nn.Module):
   """y = x + W_z · softmax(θ(x) φ(x)ᵀ) g(x), with W_z zero-initialised so the block starts as identity."""
   bottleneck: int | None = None  # default C/2 (16 for C=32, as in Fig. 3)
   impl: str = "einsum"
-  chunk_size: int = 1024
+  chunk_size: int = 512
   # Wang et al. §3.3's subsampling trick: max-pool φ and g by this factor, so each query attends to
   # (H/p)(W/p) positions. 1 (the default, and Fig. 3) attends to every position.
   kv_pool: int = 1
