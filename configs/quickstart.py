@@ -33,6 +33,7 @@ def get_config():
   # short run), and the BatchNorm running statistics settle on the final weights.
   config.train.schedule = "cosine"
   config.train.warmup_steps = 20
+  config.train.decay_steps = 580  # fixed, so `--config.train.steps=N` runs share one schedule
   config.train.checkpoint_every = 100
   config.train.log_every = 20
   config.train.sample_every = 100

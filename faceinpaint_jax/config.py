@@ -73,6 +73,9 @@ def base_config() -> ml_collections.ConfigDict:
       b2=0.999,
       schedule="constant",  # "constant" | "cosine"
       warmup_steps=0,
+      # Horizon of the cosine decay; 0 means train.steps. Fix it when a run may be extended with a larger
+      # train.steps, so the steps already taken keep the schedule they were taken with.
+      decay_steps=0,
       grad_clip_norm=0.0,  # 0 disables clipping
       checkpoint_every=1000,
       keep_checkpoints=3,

@@ -28,8 +28,9 @@ class TrainState:
 
 def learning_rate_schedule(peak: float, train_config):
   if train_config.schedule == "cosine":
+    horizon = train_config.get("decay_steps", 0) or train_config.steps
     return optax.warmup_cosine_decay_schedule(0.0, peak, max(train_config.warmup_steps, 1),
-                                              max(train_config.steps, train_config.warmup_steps + 1))
+                                              max(horizon, train_config.warmup_steps + 1))
   if train_config.warmup_steps:
     return optax.linear_schedule(0.0, peak, train_config.warmup_steps)
   return peak
