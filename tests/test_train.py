@@ -116,6 +116,9 @@ def test_bitwise_resume_across_the_stage_switch(tiny_config, tmp_path):
   tiny_config.train.stage1_steps = 3
   tiny_config.train.checkpoint_every = 2
   tiny_config.train.sample_every = 2
+  # A cosine schedule with a fixed horizon: extending train.steps must not change past learning rates.
+  tiny_config.train.schedule = "cosine"
+  tiny_config.train.decay_steps = 4
   assert train_and_evaluate(tiny_config, str(tmp_path / "straight")) == 0
   tiny_config.train.steps = 2
   assert train_and_evaluate(tiny_config, str(tmp_path / "resumed")) == 0
