@@ -139,25 +139,23 @@ def test_bitwise_resume_across_the_stage_switch(tiny_config, tmp_path):
   assert json.load(open(tmp_path / "straight" / "config.json"))["train"]["steps"] == 4
 
 
-DEVICE_SCRIPT = r"""
-import sys
-sys.path.insert(0, {repo!r})
-import jax
-from faceinpaint_jax.config import load_config_file
-from faceinpaint_jax.train.loop import train_and_evaluate
-assert jax.device_count() == {devices}, jax.devices()
-config = load_config_file({tiny!r})
-config.train.steps = 5
-config.train.stage1_steps = 2
-config.train.checkpoint_every = 5
-config.train.batch_size = 4
-sys.exit(train_and_evaluate(config, {workdir!r}))
-"""
+def _train_script(workdir, prelude: str = "", **train) -> str:
+  """A subprocess that trains the tiny config with `config.train` overrides after `prelude`."""
+  lines = ["import sys", f"sys.path.insert(0, {REPO!r})", "import jax",
+           "from faceinpaint_jax import parallel", "from faceinpaint_jax.config import load_config_file",
+           "from faceinpaint_jax.train.loop import train_and_evaluate",
+           f"config = load_config_file({TINY!r})", prelude,
+           *[f"config.train.{k} = {v!r}" for k, v in train.items()],
+           f"sys.exit(train_and_evaluate(config, {str(workdir)!r}))"]
+  return "\n".join(lines)
+
+
+FIVE_STEPS = dict(steps=5, stage1_steps=2, checkpoint_every=5, batch_size=4)
 
 
 def _run_with_devices(devices: int, workdir: str):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-  script = DEVICE_SCRIPT.format(repo=REPO, devices=devices, tiny=TINY, workdir=workdir)
+  script = _train_script(workdir, f"assert jax.device_count() == {devices}, jax.devices()", **FIVE_STEPS)
   return subprocess.Popen([sys.executable, "-c", script], env=env, cwd=REPO,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -195,23 +193,11 @@ def test_four_devices_match_one_device(tmp_path):
   _assert_close_relative(b["g_batch_stats"], a["g_batch_stats"], 1e-5)
 
 
-SIGNAL_SCRIPT = r"""
-import sys
-sys.path.insert(0, {repo!r})
-from faceinpaint_jax.config import load_config_file
-from faceinpaint_jax.train.loop import train_and_evaluate
-config = load_config_file({tiny!r})
-config.train.steps = 100000
-config.train.checkpoint_every = 100000
-config.train.log_every = 1
-sys.exit(train_and_evaluate(config, {workdir!r}))
-"""
-
-
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
   workdir = tmp_path / "run"
-  proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT.format(repo=REPO, tiny=TINY, workdir=str(workdir))],
+  script = _train_script(workdir, steps=100000, checkpoint_every=100000, log_every=1)
+  proc = subprocess.Popen([sys.executable, "-c", script],
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   deadline = time.time() + 240
   while time.time() < deadline:
@@ -233,34 +219,16 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-PROCESS_SCRIPT = r"""
-import sys
-sys.path.insert(0, {repo!r})
-import jax
-from faceinpaint_jax.config import load_config_file
-from faceinpaint_jax import parallel
-from faceinpaint_jax.train.loop import train_and_evaluate
-config = load_config_file({tiny!r})
-config.parallel.coordinator_address = "127.0.0.1:{port}"
-config.parallel.num_processes = 2
-config.parallel.process_id = {pid}
-parallel.initialize_distributed(config.parallel)
-assert jax.process_count() == 2 and jax.device_count() == 4, (jax.process_count(), jax.devices())
-config.train.steps = 5
-config.train.stage1_steps = 2
-config.train.checkpoint_every = 5
-config.train.batch_size = 4
-sys.exit(train_and_evaluate(config, {workdir!r}))
-"""
-
-
 @pytest.mark.slow
 def test_two_processes_match_one_device(tmp_path):
   port = _free_port()
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
   procs = [subprocess.Popen(
-      [sys.executable, "-c", PROCESS_SCRIPT.format(repo=REPO, tiny=TINY, port=port, pid=pid,
-                                                   workdir=str(tmp_path / "multi"))],
+      [sys.executable, "-c", _train_script(tmp_path / "multi", "\n".join([
+          f"config.parallel.coordinator_address = '127.0.0.1:{port}'",
+          "config.parallel.num_processes = 2", f"config.parallel.process_id = {pid}",
+          "parallel.initialize_distributed(config.parallel)",
+          "assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()"]), **FIVE_STEPS)],
       env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for pid in range(2)]
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):
