@@ -263,3 +263,23 @@ def test_local_window_contains_random_holes():
   # Every hole pixel landed inside its window.
   np.testing.assert_array_equal(np.sum(crops, axis=(1, 2, 3)), masks.sum(axis=(1, 2, 3)))
   assert np.all((offsets >= 0) & (offsets <= size - window))
+
+
+def test_spectral_norm_discriminators_are_lipschitz_normalised(tiny_config):
+  tiny_config.model.spectral_norm = True
+  tiny_config.model.disc_batchnorm = False
+  discs = build_discriminators(tiny_config)
+  images = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  windows = images[:, :16, :16]
+  variables = discs.init(jax.random.key(1), images, windows)
+  # Power-iteration state lives in batch_stats; in training it is updated, in eval it is not.
+  assert set(variables["batch_stats"]["global_disc"]["SpectralNorm_0"]) == {"conv_0/kernel/sigma",
+                                                                           "conv_0/kernel/u"}
+  (logits, _), updates = discs.apply(variables, images, windows, train=True, mutable=["batch_stats"])
+  for _ in range(20):  # power iteration converges to the largest singular value
+    _, updates = discs.apply({"params": variables["params"], **updates}, images, windows, train=True,
+                             mutable=["batch_stats"])
+  kernel = variables["params"]["global_disc"]["conv_0"]["kernel"]
+  sigma = updates["batch_stats"]["global_disc"]["SpectralNorm_0"]["conv_0/kernel/sigma"]
+  np.testing.assert_allclose(sigma, np.linalg.svd(np.asarray(kernel).reshape(-1, kernel.shape[-1]),
+                                                  compute_uv=False)[0], rtol=1e-2)
