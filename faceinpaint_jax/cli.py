@@ -12,6 +12,10 @@ from faceinpaint_jax.config import ConfigError, validate
 USER_ERROR_EXIT = 2
 
 
+class UserError(Exception):
+  """Bad input the user can fix; the CLIs print it as one line and exit with USER_ERROR_EXIT."""
+
+
 def fail(message: str, code: int = USER_ERROR_EXIT):
   print(f"error: {message}", file=sys.stderr)
   sys.exit(code)

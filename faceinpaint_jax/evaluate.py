@@ -20,15 +20,13 @@ import sys
 
 import numpy as np
 
+from faceinpaint_jax.cli import UserError
+
 PAPER_TABLE_1 = {  # §4.4.3: 2,000 CelebA test images at 128×128; PSNR (dB) / SSIM
     "PatchMatch": (16.22, 0.56), "Context Encoders": (20.02, 0.68), "SIIDGM": (18.22, 0.66),
     "GLCIC": (21.84, 0.75), "DeepFill v1": (21.46, 0.73), "Liu, Li & Li (paper)": (22.26, 0.81)}
 MODEL = "this_model"
 METRIC_KEYS = ("psnr", "psnr_hole", "ssim", "ssim_hole", "l1", "l1_hole", "lpips", "lpips_hole")
-
-
-class UserError(Exception):
-  """Bad input the user can fix; printed as one line, exit code 2."""
 
 
 def _load_masks(folder: str, size: int) -> list[np.ndarray]:

@@ -18,13 +18,11 @@ import pathlib
 import sys
 
 import numpy as np
+
+from faceinpaint_jax.cli import UserError
 from PIL import Image
 
 MAX_HOLE_FRACTION = 0.9
-
-
-class UserError(Exception):
-  """Bad input the user can fix; printed as one line, exit code 2."""
 
 
 def _read_image(path) -> np.ndarray:

