@@ -13,6 +13,7 @@ from faceinpaint_jax.models import (build_discriminators, build_generator, compo
                                     crop_local_window, local_window_offsets)
 from faceinpaint_jax.models.attention import AttentiveRecurrentModule, AttentiveStep
 from faceinpaint_jax.models.convlstm import ConvLSTMCell
+from faceinpaint_jax.models.layers import SubpixelConvTranspose
 from faceinpaint_jax.models.non_local import NonLocalBlock, dot_product_attention
 from faceinpaint_jax.models import local_window as lw
 from faceinpaint_jax.config import base_config
@@ -87,16 +88,50 @@ class TestNonLocal:
     chex.assert_trees_all_close(block.apply({"params": params}, x)[0], expected.reshape(8, 8, 4),
                                 rtol=1e-4, atol=1e-5)
 
-  @pytest.mark.parametrize("length,chunk", [(64, 16), (100, 32), (37, 64)])
-  def test_chunked_equals_einsum(self, length, chunk):
-    k1, k2, k3 = jax.random.split(jax.random.key(length), 3)
-    q, k, v = (jax.random.normal(kk, (2, length, 8)) for kk in (k1, k2, k3))
+  # (queries, keys, chunk): chunks that divide, that don't, one larger than the input, and fewer
+  # keys than queries (kv_pool); the logits are scaled up so the softmax is far from uniform.
+  @pytest.mark.parametrize("length,keys,chunk", [(64, 64, 16), (100, 100, 32), (37, 37, 64),
+                                                 (100, 25, 32)])
+  def test_chunked_equals_einsum(self, length, keys, chunk):
+    k1, k2, k3 = jax.random.split(jax.random.key(length + keys), 3)
+    q = 2.0 * jax.random.normal(k1, (2, length, 8))
+    k, v = (jax.random.normal(kk, (2, keys, 8)) for kk in (k2, k3))
     ref = lambda *a: dot_product_attention(*a, impl="einsum")
     chunked = lambda *a: dot_product_attention(*a, impl="chunked", chunk_size=chunk)
     chex.assert_trees_all_close(chunked(q, k, v), ref(q, k, v), rtol=1e-4, atol=1e-6)
     loss = lambda f: (lambda *a: jnp.sum(jnp.sin(f(*a))))
     chex.assert_trees_all_close(jax.grad(loss(chunked), argnums=(0, 1, 2))(q, k, v),
-                                jax.grad(loss(ref), argnums=(0, 1, 2))(q, k, v), rtol=1e-4, atol=1e-6)
+                                jax.grad(loss(ref), argnums=(0, 1, 2))(q, k, v), rtol=1e-4, atol=1e-5)
+
+  def test_chunked_bfloat16_within_rounding_of_float32(self):
+    q, k, v = (jax.random.normal(kk, (2, 96, 16)) for kk in jax.random.split(jax.random.key(7), 3))
+    loss = lambda *a: jnp.sum(jnp.sin(dot_product_attention(*a, impl="chunked", chunk_size=40)))
+    grads32 = jax.grad(loss, argnums=(0, 1, 2))(q, k, v)
+    bf16 = [x.astype(jnp.bfloat16) for x in (q, k, v)]
+    grads16 = jax.grad(loss, argnums=(0, 1, 2))(*bf16)
+    assert all(g.dtype == jnp.bfloat16 for g in grads16)
+    for g16, g32 in zip(grads16, grads32):
+      rel = jnp.linalg.norm(g16.astype(jnp.float32) - g32) / jnp.linalg.norm(g32)
+      assert rel < 2e-2, rel
+
+
+@pytest.mark.parametrize("height,width,kernel,stride", [(8, 8, 4, 2), (5, 6, 4, 2), (7, 4, 3, 2),
+                                                       (4, 5, 5, 3)])
+def test_subpixel_conv_transpose_is_flax_conv_transpose(height, width, kernel, stride):
+  x = jax.random.normal(jax.random.key(0), (2, height, width, 3))
+  reference = nn.ConvTranspose(5, (kernel, kernel), strides=(stride, stride), padding="SAME",
+                               use_bias=False)
+  subpixel = SubpixelConvTranspose(5, (kernel, kernel), stride)
+  variables = reference.init(jax.random.key(1), x)
+  # Same parameter tree and the same initial values, so the two are one layer.
+  chex.assert_trees_all_equal(subpixel.init(jax.random.key(1), x), variables)
+  chex.assert_shape(subpixel.apply(variables, x), (2, height * stride, width * stride, 5))
+  loss = lambda module: (lambda v, x: jnp.sum(jnp.sin(module.apply(v, x))))
+  chex.assert_trees_all_close(subpixel.apply(variables, x), reference.apply(variables, x),
+                              rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(jax.grad(loss(subpixel), argnums=(0, 1))(variables, x),
+                              jax.grad(loss(reference), argnums=(0, 1))(variables, x),
+                              rtol=1e-4, atol=1e-5)
 
 
 def test_convlstm_cell_equations():

@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from faceinpaint_jax.models.layers import ConvBNAct, batch_norm, leaky_relu
+from faceinpaint_jax.models.layers import ConvBNAct, SubpixelConvTranspose, batch_norm, leaky_relu
 from faceinpaint_jax.models.non_local import NonLocalBlock
 
 Dtype = Any
@@ -16,7 +16,7 @@ UPSAMPLE_MODES = ("transpose", "resize_conv")
 
 
 class Upsample2x(nn.Module):
-  """×2 up-sampling stage: transposed conv (the paper's) or nearest resize + conv (faster grads on CPU)."""
+  """×2 up-sampling stage: transposed conv (the paper's) or nearest resize + conv."""
   features: int
   mode: str = "transpose"
   dtype: Dtype = jnp.float32
@@ -24,8 +24,8 @@ class Upsample2x(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     if self.mode == "transpose":
-      x = nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
-                           dtype=self.dtype)(x)
+      # Named as nn.ConvTranspose would be, so parameters are those of the paper's layer.
+      x = SubpixelConvTranspose(self.features, (4, 4), 2, dtype=self.dtype, name="ConvTranspose_0")(x)
     elif self.mode == "resize_conv":
       b, h, w, c = x.shape
       x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method="nearest")

@@ -1,5 +1,6 @@
 """Non-local (self-attention) block, embedded-Gaussian form (Wang et al. 2018; paper Fig. 3)."""
 
+import functools
 from typing import Any
 
 import chex
@@ -29,27 +30,90 @@ def attention_einsum(query, key, value):
   return (out / denominator).astype(value.dtype)
 
 
+def _split_queries(x, chunk: int):
+  """(B, L, ...) → (L/chunk, B, chunk, ...), zero-padding L up to a multiple of `chunk`."""
+  num_chunks = -(-x.shape[1] // chunk)
+  pad = [(0, 0)] * x.ndim
+  pad[1] = (0, num_chunks * chunk - x.shape[1])
+  return einops.rearrange(jnp.pad(x, pad), "b (n c) ... -> n b c ...", c=chunk)
+
+
+def _merge_queries(x, length: int):
+  return einops.rearrange(x, "n b c ... -> b (n c) ...")[:, :length]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def attention_chunked(query, key, value, chunk_size: int = 512):
   """Same result as `attention_einsum`, holding at most a (chunk, L) slice of affinities.
 
-  Queries are processed `chunk_size` at a time under `lax.map`; each chunk is rematerialised in
-  the backward pass, so neither direction ever stores the full (L, L) matrix.
+  Queries are processed `chunk_size` at a time; neither direction ever stores the (L, L) matrix.
+  The backward pass is written out (flash-attention style: it recomputes each chunk's probabilities
+  from the saved log-sum-exp) rather than differentiating the forward loop, which would replay the
+  max/exp/sum passes and their transposes over every (chunk, L) slice.
   """
-  batch, length, depth = query.shape
-  chunk = min(chunk_size, length)
-  num_chunks = -(-length // chunk)
-  padded = num_chunks * chunk
-  # Padded query rows are computed and then dropped; keys are never padded, so the softmax is exact.
-  q = jnp.pad(query, ((0, 0), (0, padded - length), (0, 0)))
-  q = einops.rearrange(q, "b (n c) d -> n b c d", c=chunk)
+  return _chunked_forward(query, key, value, chunk_size)[0]
 
-  @jax.checkpoint
+
+def _chunked_forward(query, key, value, chunk_size):
+  chunk = min(chunk_size, query.shape[1])
+
   def one_chunk(q_chunk):
-    return attention_einsum(q_chunk, key, value)
+    logits = jnp.einsum("bqd,bkd->bqk", q_chunk, key, preferred_element_type=jnp.float32)
+    row_max = jnp.max(logits, axis=-1, keepdims=True)
+    unnormalised = jnp.exp(logits - row_max)
+    denominator = jnp.sum(unnormalised, axis=-1, keepdims=True)
+    out = jnp.einsum("bqk,bkd->bqd", unnormalised.astype(value.dtype), value,
+                     preferred_element_type=jnp.float32)
+    return (out / denominator).astype(value.dtype), (row_max + jnp.log(denominator))[..., 0]
 
-  out = jax.lax.map(one_chunk, q)
-  out = einops.rearrange(out, "n b c d -> b (n c) d")
-  return out[:, :length]
+  # Padded query rows are computed and dropped (their cotangent is zero); keys are never padded,
+  # so every real row's softmax is exact.
+  out, log_sum_exp = jax.lax.map(one_chunk, _split_queries(query, chunk))
+  out = _merge_queries(out, query.shape[1])
+  log_sum_exp = _merge_queries(log_sum_exp, query.shape[1])
+  return out, (query, key, value, out, log_sum_exp)
+
+
+def _chunked_backward(chunk_size, residuals, d_out):
+  query, key, value, out, log_sum_exp = residuals
+  dtypes = query.dtype, key.dtype, value.dtype
+  length = query.shape[1]
+  chunk = min(chunk_size, length)
+  f32 = jnp.float32
+  if jax.default_backend() == "cpu":
+    # XLA:CPU has no bf16 × bf16 → f32 kernel for some of the products below; bf16 is for GPUs.
+    query, key, value, d_out = (x.astype(f32) for x in (query, key, value, d_out))
+  # dS = P ∘ (dP − δ) with δ_i = Σ_d dO_id O_id (the softmax Jacobian's row term).
+  delta = jnp.sum(d_out.astype(f32) * out.astype(f32), axis=-1)
+  chunks = (_split_queries(query, chunk), _split_queries(d_out, chunk),
+            _split_queries(log_sum_exp, chunk), _split_queries(delta, chunk))
+  # Each chunk's affinities are laid out (keys, queries): every product below then contracts a
+  # minor dimension with a major one, the layout XLA:CPU's fast matmul paths take (the (queries,
+  # keys) layout turns the dK and dV products into transposed ones that run ~5x slower there).
+  key_t = jnp.swapaxes(key, 1, 2)
+
+  def body(carry, xs):
+    d_key, d_value = carry
+    q_chunk, d_out_chunk, lse_chunk, delta_chunk = xs
+    logits_t = jnp.einsum("bkd,bqd->bkq", key, q_chunk, preferred_element_type=f32)
+    probs_t = jnp.exp(logits_t - lse_chunk[:, None, :])
+    d_value = d_value + jnp.einsum("bkq,bqd->bkd", probs_t.astype(d_out.dtype), d_out_chunk,
+                                   preferred_element_type=f32)
+    d_probs_t = jnp.einsum("bkd,bqd->bkq", value, d_out_chunk, preferred_element_type=f32)
+    d_logits_t = probs_t * (d_probs_t - delta_chunk[:, None, :])
+    d_key = d_key + jnp.einsum("bkq,bqd->bkd", d_logits_t.astype(query.dtype), q_chunk,
+                               preferred_element_type=f32)
+    d_query_t = jnp.einsum("bdk,bkq->bdq", key_t, d_logits_t.astype(key.dtype),
+                           preferred_element_type=f32)
+    return (d_key, d_value), jnp.swapaxes(d_query_t, 1, 2).astype(query.dtype)
+
+  zeros = lambda x: jnp.zeros(x.shape, f32)
+  (d_key, d_value), d_query = jax.lax.scan(body, (zeros(key), zeros(value)), chunks)
+  return (_merge_queries(d_query, length).astype(dtypes[0]), d_key.astype(dtypes[1]),
+          d_value.astype(dtypes[2]))
+
+
+attention_chunked.defvjp(_chunked_forward, _chunked_backward)
 
 
 def attention_cudnn(query, key, value):
