@@ -22,7 +22,7 @@ def main():
   ap.add_argument("--channels", type=int, default=32)
   ap.add_argument("--batch", type=int, default=4)
   ap.add_argument("--impls", default="einsum,chunked")
-  ap.add_argument("--chunk", type=int, default=512)
+  ap.add_argument("--chunk", type=int, default=128)
   ap.add_argument("--iters", type=int, default=3)
   ap.add_argument("--dtype", default="float32", help="compute dtype (cudnn needs bfloat16)")
   args = ap.parse_args()

@@ -19,7 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
       use_skips=True,
       upsample="transpose",  # or "resize_conv"
       nonlocal_impl="einsum",  # "einsum" | "chunked" | "cudnn" (GPU, bf16) | "auto"
-      nonlocal_chunk=512,  # query positions per chunk for "chunked" (peak memory ∝ chunk · HW)
+      nonlocal_chunk=128,  # query positions per chunk for "chunked" (peak memory ∝ chunk · HW)
       # Max-pool keys/values of the attentive module's full-resolution non-local block (Wang et al.'s
       # subsampling trick); 1 = every position, as in Fig. 3.
       attention_kv_pool=1,

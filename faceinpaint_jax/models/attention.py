@@ -20,7 +20,7 @@ class AttentiveStep(nn.Module):
   features: int = 32
   num_resblocks: int = 3
   nonlocal_impl: str = "einsum"
-  nonlocal_chunk: int = 512
+  nonlocal_chunk: int = 128
   nonlocal_kv_pool: int = 1
   dtype: Dtype = jnp.float32
 
@@ -50,7 +50,7 @@ class AttentiveRecurrentModule(nn.Module):
   features: int = 32
   num_resblocks: int = 3
   nonlocal_impl: str = "einsum"
-  nonlocal_chunk: int = 512
+  nonlocal_chunk: int = 128
   nonlocal_kv_pool: int = 1
   dtype: Dtype = jnp.float32
 

@@ -55,7 +55,7 @@ class CompletionNetwork(nn.Module):
   use_skips: bool = True
   upsample: str = "transpose"
   nonlocal_impl: str = "einsum"
-  nonlocal_chunk: int = 512
+  nonlocal_chunk: int = 128
   dtype: Dtype = jnp.float32
 
   @nn.compact

@@ -29,7 +29,7 @@ class Generator(nn.Module):
   use_skips: bool = True
   upsample: str = "transpose"
   nonlocal_impl: str = "einsum"
-  nonlocal_chunk: int = 512
+  nonlocal_chunk: int = 128
   attention_kv_pool: int = 1
   dtype: Dtype = jnp.float32
 
