@@ -13,7 +13,7 @@ from faceinpaint_jax.models import (build_discriminators, build_generator, compo
                                     crop_local_window, local_window_offsets)
 from faceinpaint_jax.models.attention import AttentiveRecurrentModule, AttentiveStep
 from faceinpaint_jax.models.convlstm import ConvLSTMCell
-from faceinpaint_jax.models.layers import SubpixelConvTranspose
+from faceinpaint_jax.models.layers import SubpixelConvTranspose, strided_conv
 from faceinpaint_jax.models import non_local
 from faceinpaint_jax.models.non_local import NonLocalBlock, dot_product_attention
 from faceinpaint_jax.models import local_window as lw
@@ -135,6 +135,22 @@ def test_subpixel_conv_transpose_is_flax_conv_transpose(height, width, kernel, s
   chex.assert_trees_all_close(jax.grad(loss(subpixel), argnums=(0, 1))(variables, x),
                               jax.grad(loss(reference), argnums=(0, 1))(variables, x),
                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("height,width,kernel,stride,padding", [
+    (8, 8, 5, 2, "SAME"), (7, 8, 5, 2, "SAME"), (8, 5, 3, 2, "VALID"), (6, 6, 4, 3, "SAME"),
+    (8, 8, 5, 2, ((1, 2), (0, 3))), (16, 16, 5, 2, "SAME")])
+def test_strided_conv_is_lax_conv(height, width, kernel, stride, padding):
+  x = jax.random.normal(jax.random.key(0), (2, height, width, 3))
+  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 3, 4))
+  numbers = ("NHWC", "HWIO", "NHWC")
+  reference = lambda x, w: jax.lax.conv_general_dilated(x, w, (stride,) * 2, padding,
+                                                        dimension_numbers=numbers)
+  ours = lambda x, w: strided_conv(x, w, (stride,) * 2, padding, dimension_numbers=numbers)
+  loss = lambda f: (lambda x, w: jnp.sum(jnp.sin(f(x, w))))
+  chex.assert_trees_all_close(ours(x, w), reference(x, w), rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(jax.grad(loss(ours), argnums=(0, 1))(x, w),
+                              jax.grad(loss(reference), argnums=(0, 1))(x, w), rtol=1e-4, atol=1e-5)
 
 
 def test_convlstm_cell_equations():

@@ -6,7 +6,7 @@ import chex
 import flax.linen as nn
 import jax.numpy as jnp
 
-from faceinpaint_jax.models.layers import batch_norm, leaky_relu
+from faceinpaint_jax.models.layers import batch_norm, leaky_relu, strided_conv
 from faceinpaint_jax.models.non_local import NonLocalBlock
 
 Dtype = Any
@@ -36,7 +36,8 @@ class ConvDiscriminator(nn.Module):
       # follows, a conv bias would be cancelled by the mean subtraction, so there is none.
       normalised = self.use_batchnorm and i > 0
       x = self._layer(nn.Conv(features, (5, 5), strides=2, padding="SAME", use_bias=not normalised,
-                              dtype=self.dtype, name=f"conv_{i}"), x, train)
+                              dtype=self.dtype, conv_general_dilated=strided_conv,
+                              name=f"conv_{i}"), x, train)
       if normalised:
         x = batch_norm(train, self.dtype, name=f"bn_{i}")(x)
       x = leaky_relu(x)
