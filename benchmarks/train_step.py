@@ -13,11 +13,7 @@ import time
 
 import common
 import jax
-import numpy as np
 
-from faceinpaint_jax import parallel
-from faceinpaint_jax.config import load_config_file
-from faceinpaint_jax.train.state import create_train_state
 from faceinpaint_jax.train.steps import Steps
 
 
@@ -32,42 +28,12 @@ def _reference_flops(config, parser_variables, rep, shard, state, batch) -> floa
 
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument("--config", required=True)
-  ap.add_argument("--batch", type=int, default=8)
-  ap.add_argument("--dtype", default=None, help="model.dtype override (float32 | bfloat16)")
-  ap.add_argument("--nonlocal-impl", default=None)
-  ap.add_argument("--semantic", type=float, default=None, help="loss.semantic override (needs the parser)")
-  ap.add_argument("--parser-weights", default="", help="79999_iter.pth or converted .npz for L_sem")
+  common.add_stage2_arguments(ap)
   ap.add_argument("--flops-per-image", type=float, default=None,
                   help="use this count (e.g. from a CPU run of this script) instead of analysing here")
   ap.add_argument("--iters", type=int, default=3)
   args = ap.parse_args()
-  config = load_config_file(args.config)
-  config.train.batch_size = args.batch
-  if args.dtype:
-    config.model.dtype = args.dtype
-  if args.nonlocal_impl:
-    config.model.nonlocal_impl = args.nonlocal_impl
-  if args.semantic is not None:
-    config.loss.semantic = args.semantic
-  parser_variables = None
-  if config.loss.semantic > 0:
-    from faceinpaint_jax.parser import load_parser_variables
-    parser_variables = load_parser_variables(args.parser_weights)
-  mesh = parallel.make_mesh()
-  rep, shard = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  steps = Steps(config, parser_variables).compile(rep, shard)
-  state = jax.jit(lambda k: create_train_state(config, k), out_shardings=rep)(jax.random.key(0))
-  size = config.data.image_size
-  rng = np.random.default_rng(0)
-  image = rng.uniform(-1, 1, (args.batch, size, size, 3)).astype(np.float32)
-  hole = np.zeros((args.batch, size, size, 1), np.float32)
-  hole[:, size // 4: size // 2, size // 4: size // 2] = 1
-  window = int(round(size * config.data.local_window_fraction))
-  batch = parallel.global_batch({
-      "image": image, "damaged": np.where(hole > 0, 1.0, image).astype(np.float32), "hole_mask": hole,
-      "window_offset": np.full((args.batch, 2), (size - window) // 2, np.int32),
-      "index": np.arange(args.batch, dtype=np.int32)}, mesh)
+  config, parser_variables, steps, state, batch, (rep, shard) = common.stage2_setup(args)
 
   d_stats = common.compiled_stats(steps.discriminator_step, state, batch)
   g_jit = steps.generator_step.args[0]
