@@ -106,6 +106,14 @@ class TestNonLocal:
       chex.assert_trees_all_close(jax.grad(loss(chunked), argnums=(0, 1, 2))(q, k, v),
                                   jax.grad(loss(ref), argnums=(0, 1, 2))(q, k, v), rtol=1e-4, atol=1e-5)
 
+  @pytest.mark.parametrize("length,chunked", [(64, False), (300, True)])
+  def test_auto_on_cpu_chunks_when_there_is_more_than_one_chunk(self, length, chunked):
+    q, k, v = (jax.random.normal(kk, (2, length, 8)) for kk in jax.random.split(jax.random.key(3), 3))
+    auto = lambda *a: dot_product_attention(*a, impl="auto", chunk_size=128)
+    assert ("custom_vjp" in str(jax.make_jaxpr(auto)(q, k, v))) == chunked
+    chex.assert_trees_all_close(auto(q, k, v), dot_product_attention(q, k, v, impl="einsum"),
+                                rtol=1e-4, atol=1e-6)
+
   def test_chunked_bfloat16_within_rounding_of_float32(self):
     q, k, v = (jax.random.normal(kk, (2, 96, 16)) for kk in jax.random.split(jax.random.key(7), 3))
     loss = lambda *a: jnp.sum(jnp.sin(dot_product_attention(*a, impl="chunked", chunk_size=40)))

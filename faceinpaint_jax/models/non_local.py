@@ -148,11 +148,15 @@ def _cudnn_applies(query) -> bool:
 def dot_product_attention(query, key, value, impl: str = "einsum", chunk_size: int = 128):
   """Unscaled single-head attention as used by the non-local block, by implementation name."""
   if impl == "auto":
-    # cuDNN's fused kernel where it applies; otherwise the (L, L) matrix is cheap below ~4k positions,
-    # and above that chunking bounds memory.
     if _cudnn_applies(query):
       impl = "cudnn"
+    elif jax.default_backend() == "cpu":
+      # On CPU the chunked path is the faster one as soon as there is more than one chunk (fwd+bwd,
+      # batch 8: 1,024² positions 0.05 s vs 0.12 s, 4,096² 0.26 s vs 1.23 s); below that, a tie.
+      impl = "chunked" if query.shape[1] > chunk_size else "einsum"
     else:
+      # Elsewhere the (L, L) matrix is the faster form while it is small (below ~4k positions);
+      # above that chunking bounds memory.
       impl = "einsum" if query.shape[1] * key.shape[1] <= 4096 * 4096 // 4 else "chunked"
   if impl == "cudnn":
     return attention_cudnn(query, key, value)
