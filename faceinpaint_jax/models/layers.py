@@ -55,7 +55,7 @@ class SubpixelConvTranspose(nn.Module):
 
     def phase_taps(size):
       # Output row s·m + r of the dilated form reads kernel taps t with (r + t − pad) ≡ 0 (mod s),
-      # at input rows m + (r + t − pad)/s: a contiguous run of taps, so a small stride-1 conv.
+      # at input rows m + (r + t − pad)/s: every s-th tap, read by a small stride-1 conv.
       pad = _same_transpose_padding(size, s)
       taps = [[t for t in range(size) if (r + t - pad) % s == 0] for r in range(s)]
       return [(ts, (r + ts[0] - pad) // s) for r, ts in enumerate(taps)]
@@ -64,7 +64,7 @@ class SubpixelConvTranspose(nn.Module):
     for rows, row_offset in phase_taps(kh):
       row = []
       for cols, col_offset in phase_taps(kw):
-        sub = kernel[jnp.array(rows)][:, jnp.array(cols)]
+        sub = kernel[rows[0]::s, cols[0]::s]
         padding = ((-row_offset, row_offset + len(rows) - 1), (-col_offset, col_offset + len(cols) - 1))
         row.append(jax.lax.conv_general_dilated(
             x, sub, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")))

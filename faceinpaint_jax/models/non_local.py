@@ -85,13 +85,9 @@ def _chunked_forward(query, key, value, chunk_size):
   return out, (query, key, value, out, log_sum_exp)
 
 
+# A custom VJP's backward carries no name stack of its own; the scope puts it in profiles.
+@jax.named_scope("non_local_attention_backward")
 def _chunked_backward(chunk_size, residuals, d_out):
-  # A custom VJP's backward carries no name stack of its own; this one puts it in profiles.
-  with jax.named_scope("non_local_attention_backward"):
-    return _chunked_backward_body(chunk_size, residuals, d_out)
-
-
-def _chunked_backward_body(chunk_size, residuals, d_out):
   query, key, value, out, log_sum_exp = residuals
   dtypes = query.dtype, key.dtype, value.dtype
   length = query.shape[1]
