@@ -74,7 +74,11 @@ def load_run_config(workdir: str):
 
 
 def load_generator(workdir: str, step: int | None = None):
-  """(config, generator variables {"params", "batch_stats"}, step) of the latest (or given) checkpoint."""
+  """(config, generator variables {"params", "batch_stats"}, step) of the latest (or given) checkpoint.
+
+  The parameters are the weight average (`g_ema_params`) where the checkpoint has one.
+  """
   config = load_run_config(workdir)
   state, meta = load_raw(workdir, step)
-  return config, {"params": state["g_params"], "batch_stats": state["g_batch_stats"]}, int(meta["step"])
+  params = state.get("g_ema_params", state["g_params"])
+  return config, {"params": params, "batch_stats": state["g_batch_stats"]}, int(meta["step"])

@@ -11,6 +11,11 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   config.model = ml_collections.ConfigDict(dict(
+      # False: no attentive module; the completion network is given the true hole mask instead of A_N
+      # (the Context Encoders / GLCIC-style baseline of the ablations).
+      attentive=True,
+      non_local=True,  # the generator's non-local blocks (attentive module and completion network)
+      norm="batch",  # the generator's normalisation: "batch" (the paper's) | "group" | "none"
       attention_steps=3,  # N, recurrent steps of the attentive module
       attention_features=32,
       attention_resblocks=3,  # K
@@ -71,6 +76,12 @@ def base_config() -> ml_collections.ConfigDict:
       d_learning_rate=2e-4,
       b1=0.5,
       b2=0.999,
+      # Stage 2's adversarial updates (both discriminators, L_adv); False trains stage 2 on the other
+      # losses only (an ablation).
+      gan=True,
+      # Exponential moving average of the generator's weights (used for samples, evaluation and
+      # inpainting); 0 turns it off (the average is then the weights themselves).
+      ema_decay=0.0,
       schedule="constant",  # "constant" | "cosine"
       warmup_steps=0,
       # Horizon of the cosine decay; 0 means train.steps. Fix it when a run may be extended with a larger
@@ -109,6 +120,10 @@ def validate(config) -> None:
   _choice("model.nonlocal_impl", m.nonlocal_impl, ("einsum", "chunked", "cudnn", "auto"))
   _choice("model.upsample", m.upsample, ("transpose", "resize_conv"))
   _choice("model.dtype", m.dtype, ("float32", "bfloat16"))
+  _choice("model.norm", m.norm, ("batch", "group", "none"))
+  for name in ("attentive", "non_local"):
+    if not isinstance(getattr(m, name), bool):
+      raise ConfigError(f"model.{name}={getattr(m, name)!r} must be True or False")
   _choice("data.mask_kind", d.mask_kind, ("rectangle", "free_form"))
   _choice("data.hole_fill", d.hole_fill, ("white", "mean"))
   _choice("train.schedule", t.schedule, ("constant", "cosine"))
@@ -130,6 +145,10 @@ def validate(config) -> None:
                       f"[data.hole_max_fraction, 1] so the window contains every training hole")
   if not (d.source == "sample" or d.source.startswith(("tfds:", "folder:"))):
     raise ConfigError(f"data.source={d.source!r}: use 'sample', 'tfds:NAME' or 'folder:PATH'")
+  if not isinstance(t.gan, bool):
+    raise ConfigError(f"train.gan={t.gan!r} must be True or False")
+  if not 0 <= t.ema_decay < 1:
+    raise ConfigError(f"train.ema_decay={t.ema_decay} must lie in [0, 1)")
   if t.stage1_steps < 0:
     raise ConfigError(f"train.stage1_steps={t.stage1_steps} must be >= 0")
   if not 0 <= m.disc_global_non_local_after < len(m.disc_global_widths):

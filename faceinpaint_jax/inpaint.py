@@ -83,7 +83,8 @@ class Inpainter:
     self.size = int(self.config.data.image_size)
     self.threshold = threshold
     generator = build_generator(self.config)
-    self._predict = jax.jit(lambda v, x: generator.apply(v, x, train=False))
+    self.attentive = bool(self.config.model.get("attentive", True))
+    self._predict = jax.jit(lambda v, x, m: generator.apply(v, x, m, train=False))
 
   def __call__(self, photo: np.ndarray, mask: np.ndarray | None = None, blend: str = "none"):
     """(H, W, 3) uint8 [+ (H, W) bool hole] → (completed photo, attention map A_N at photo size, hole)."""
@@ -92,13 +93,17 @@ class Inpainter:
     h, w = photo.shape[:2]
     small = np.asarray(Image.fromarray(photo).resize((self.size, self.size), Image.Resampling.BICUBIC))
     image = to_model_range(small)
+    small_mask = np.zeros((self.size, self.size), bool)
+    if mask is None and not self.attentive:
+      raise UserError("this model has no attentive module (model.attentive=False): give the hole with --mask")
     if mask is not None:
       _check_hole(mask, "the mask")
       small_mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(
           (self.size, self.size), Image.Resampling.BILINEAR)) > 0
       image = damage(image, small_mask[..., None].astype(np.float32), self.config.data.hole_fill)
-    outputs = self._predict(self.variables, image[None])
-    attention = np.asarray(outputs["attention_maps"][-1, 0, ..., 0])
+    outputs = self._predict(self.variables, image[None], small_mask[None, ..., None].astype(np.float32))
+    attention = (np.asarray(outputs["attention_maps"][-1, 0, ..., 0]) if self.attentive
+                 else small_mask.astype(np.float32))
     attention_full = np.asarray(Image.fromarray(attention.astype(np.float32), mode="F").resize(
         (w, h), Image.Resampling.BILINEAR))
     if mask is None:

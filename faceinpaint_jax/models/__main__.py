@@ -30,9 +30,10 @@ def summarize(config, batch: int = 1) -> dict:
   images = jnp.zeros((batch, size, size, 3), jnp.float32)
   windows = jnp.zeros((batch, window, window, 3), jnp.float32)
   key = jax.random.key(0)
-  g_vars = jax.eval_shape(lambda: generator.init(key, images))
+  masks = jnp.zeros((batch, size, size, 1), jnp.float32)
+  g_vars = jax.eval_shape(lambda: generator.init(key, images, masks))
   d_vars = jax.eval_shape(lambda: discriminators.init(key, images, windows))
-  g_fn = lambda v, x: generator.apply(v, x)
+  g_fn = lambda v, x: generator.apply(v, x, masks)
   d_fn = lambda v, x, w: discriminators.apply(v, x, w)
   g_out = jax.eval_shape(g_fn, g_vars, images)
   d_out = jax.eval_shape(d_fn, d_vars, images, windows)
@@ -42,7 +43,8 @@ def summarize(config, batch: int = 1) -> dict:
           "params_by_module": {k: _count(v) for k, v in g_vars["params"].items()},
           "flops_per_image": _flops(g_fn, g_vars, images) / batch,
           "outputs": {
-              "attention_maps": list(g_out["attention_maps"].shape),
+              "attention_maps": (list(g_out["attention_maps"].shape) if "attention_maps" in g_out
+                                 else None),
               "completed": list(g_out["completion"].shape),
               "multiscale": [list(o.shape) for o in g_out["multiscale"]],
           },

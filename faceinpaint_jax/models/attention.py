@@ -22,6 +22,8 @@ class AttentiveStep(nn.Module):
   nonlocal_impl: str = "einsum"
   nonlocal_chunk: int = 128
   nonlocal_kv_pool: int = 1
+  use_non_local: bool = True
+  norm: str = "batch"
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -30,9 +32,10 @@ class AttentiveStep(nn.Module):
     x = jnp.concatenate([damaged, previous_attention.astype(damaged.dtype)], axis=-1)
     x = leaky_relu(nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype, name="stem")(x))
     for k in range(self.num_resblocks):
-      x = ResNetBlock(self.features, dtype=self.dtype, name=f"resblock_{k}")(x, train)
-    x = NonLocalBlock(impl=self.nonlocal_impl, chunk_size=self.nonlocal_chunk,
-                      kv_pool=self.nonlocal_kv_pool, dtype=self.dtype, name="non_local")(x)
+      x = ResNetBlock(self.features, norm=self.norm, dtype=self.dtype, name=f"resblock_{k}")(x, train)
+    if self.use_non_local:
+      x = NonLocalBlock(impl=self.nonlocal_impl, chunk_size=self.nonlocal_chunk,
+                        kv_pool=self.nonlocal_kv_pool, dtype=self.dtype, name="non_local")(x)
     lstm_carry, h = ConvLSTMCell(self.features, dtype=self.dtype, name="convlstm")(lstm_carry, x)
     logits = nn.Conv(1, (3, 3), padding="SAME", dtype=self.dtype, name="to_attention")(h)
     # Attention maps stay float32 whatever the compute dtype: they feed a loss and a threshold.
@@ -52,6 +55,8 @@ class AttentiveRecurrentModule(nn.Module):
   nonlocal_impl: str = "einsum"
   nonlocal_chunk: int = 128
   nonlocal_kv_pool: int = 1
+  use_non_local: bool = True
+  norm: str = "batch"
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -71,7 +76,8 @@ class AttentiveRecurrentModule(nn.Module):
     )
     step = scanned(features=self.features, num_resblocks=self.num_resblocks,
                    nonlocal_impl=self.nonlocal_impl, nonlocal_chunk=self.nonlocal_chunk,
-                   nonlocal_kv_pool=self.nonlocal_kv_pool, dtype=self.dtype, name="step")
+                   nonlocal_kv_pool=self.nonlocal_kv_pool, use_non_local=self.use_non_local,
+                   norm=self.norm, dtype=self.dtype, name="step")
     lstm_carry = ConvLSTMCell.initial_carry((batch, height, width), self.features)
     initial_attention = jnp.full((batch, height, width, 1), INITIAL_ATTENTION, jnp.float32)
     _, attention_maps = step((lstm_carry, initial_attention), damaged, train)

@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from faceinpaint_jax.models.layers import ConvBNAct, SubpixelConvTranspose, batch_norm, leaky_relu
+from faceinpaint_jax.models.layers import ConvBNAct, SubpixelConvTranspose, leaky_relu, norm_layer
 from faceinpaint_jax.models.non_local import NonLocalBlock
 
 Dtype = Any
@@ -19,6 +19,7 @@ class Upsample2x(nn.Module):
   """×2 up-sampling stage: transposed conv (the paper's) or nearest resize + conv."""
   features: int
   mode: str = "transpose"
+  norm: str = "batch"
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -29,10 +30,11 @@ class Upsample2x(nn.Module):
     elif self.mode == "resize_conv":
       b, h, w, c = x.shape
       x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method="nearest")
-      x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(x)
+      x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=self.norm == "none",
+                  dtype=self.dtype)(x)
     else:
       raise ValueError(f"unknown upsample mode {self.mode!r}; choose one of {UPSAMPLE_MODES}")
-    return leaky_relu(batch_norm(train, self.dtype)(x))
+    return leaky_relu(norm_layer(self.norm, self.features, train, self.dtype)(x))
 
 
 class ToRGB(nn.Module):
@@ -45,7 +47,9 @@ class ToRGB(nn.Module):
 
 
 class CompletionNetwork(nn.Module):
-  """C(I, A_N): returns the full-size completion and the [H/4, H/2, H] multi-scale outputs in [−1, 1].
+  """C(I, A): returns the full-size completion and the [H/4, H/2, H] multi-scale outputs in [−1, 1].
+
+  A is the attentive module's A_N, or the true hole mask for the mask-given baseline.
 
   Widths follow Fig. 4 with `width`=64: encoder 64, 128, 128, 256; flattening block 256;
   decoder 256, 128, 128, 64, 32, 3.
@@ -56,6 +60,8 @@ class CompletionNetwork(nn.Module):
   upsample: str = "transpose"
   nonlocal_impl: str = "einsum"
   nonlocal_chunk: int = 128
+  use_non_local: bool = True
+  norm: str = "batch"
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -66,29 +72,36 @@ class CompletionNetwork(nn.Module):
     if height % 4 or width % 4:
       raise ValueError(f"image size must be divisible by 4, got {height}×{width}")
     w = self.width
-    non_local = lambda name: NonLocalBlock(impl=self.nonlocal_impl, chunk_size=self.nonlocal_chunk,
-                                           dtype=self.dtype, name=name)
+
+    def non_local(name):
+      if not self.use_non_local:
+        return lambda x: x
+      return NonLocalBlock(impl=self.nonlocal_impl, chunk_size=self.nonlocal_chunk, dtype=self.dtype,
+                           name=name)
+
+    unit = lambda features, name, **kw: ConvBNAct(features, norm=self.norm, dtype=self.dtype, name=name,
+                                                  **kw)
     skip = lambda x, e: jnp.concatenate([x, e], axis=-1) if self.use_skips else x
 
     x = jnp.concatenate([damaged, attention.astype(damaged.dtype)], axis=-1).astype(self.dtype)
     # Down-sampling block.
-    enc_full = ConvBNAct(w, (5, 5), dtype=self.dtype, name="down_0")(x, train)
-    enc_half = ConvBNAct(2 * w, strides=2, dtype=self.dtype, name="down_1")(enc_full, train)
-    enc_half = ConvBNAct(2 * w, dtype=self.dtype, name="down_2")(enc_half, train)
-    enc_quarter = ConvBNAct(4 * w, strides=2, dtype=self.dtype, name="down_3")(enc_half, train)
+    enc_full = unit(w, "down_0", kernel_size=(5, 5))(x, train)
+    enc_half = unit(2 * w, "down_1", strides=2)(enc_full, train)
+    enc_half = unit(2 * w, "down_2")(enc_half, train)
+    enc_quarter = unit(4 * w, "down_3", strides=2)(enc_half, train)
     # Flattening block at H/4: non-local, dilated convs, non-local.
     x = non_local("flat_non_local_in")(enc_quarter)
     for i, rate in enumerate(self.dilation_rates):
-      x = ConvBNAct(4 * w, dilation=rate, dtype=self.dtype, name=f"flat_dilated_{i}")(x, train)
+      x = unit(4 * w, f"flat_dilated_{i}", dilation=rate)(x, train)
     x = non_local("flat_non_local_out")(x)
     # Up-sampling block with multi-scale heads.
-    x = ConvBNAct(4 * w, dtype=self.dtype, name="up_0")(skip(x, enc_quarter), train)
+    x = unit(4 * w, "up_0")(skip(x, enc_quarter), train)
     out_quarter = ToRGB(dtype=self.dtype, name="rgb_quarter")(x)
-    x = Upsample2x(2 * w, self.upsample, dtype=self.dtype, name="up_1")(x, train)
-    x = ConvBNAct(2 * w, dtype=self.dtype, name="up_2")(skip(x, enc_half), train)
+    x = Upsample2x(2 * w, self.upsample, norm=self.norm, dtype=self.dtype, name="up_1")(x, train)
+    x = unit(2 * w, "up_2")(skip(x, enc_half), train)
     out_half = ToRGB(dtype=self.dtype, name="rgb_half")(x)
-    x = Upsample2x(w, self.upsample, dtype=self.dtype, name="up_3")(x, train)
-    x = ConvBNAct(max(w // 2, 1), dtype=self.dtype, name="up_4")(skip(x, enc_full), train)
+    x = Upsample2x(w, self.upsample, norm=self.norm, dtype=self.dtype, name="up_3")(x, train)
+    x = unit(max(w // 2, 1), "up_4")(skip(x, enc_full), train)
     out_full = ToRGB(dtype=self.dtype, name="rgb_full")(x)
 
     chex.assert_shape(out_quarter, (batch, height // 4, width // 4, 3))

@@ -20,7 +20,12 @@ def compose(completion, damaged, hole_mask):
 
 
 class Generator(nn.Module):
-  """(damaged I, B×H×W×3 in [−1, 1]) → dict(attention_maps (N,B,H,W,1), completion, multiscale)."""
+  """(damaged I, B×H×W×3 in [−1, 1]) → dict(attention_maps (N,B,H,W,1), completion, multiscale).
+
+  With `attentive=False` (the Context Encoders / GLCIC-style baseline) there is no attentive module:
+  the completion network is given the true `hole_mask` in place of A_N, and the output has no
+  attention maps.
+  """
   attention_steps: int = 3
   attention_features: int = 32
   attention_resblocks: int = 3
@@ -31,21 +36,33 @@ class Generator(nn.Module):
   nonlocal_impl: str = "einsum"
   nonlocal_chunk: int = 128
   attention_kv_pool: int = 1
+  attentive: bool = True
+  use_non_local: bool = True
+  norm: str = "batch"
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, damaged, train: bool = False):
+  def __call__(self, damaged, hole_mask=None, train: bool = False):
     chex.assert_rank(damaged, 4)
     chex.assert_axis_dimension(damaged, 3, 3)
     x = damaged.astype(self.dtype)
-    attention_maps = AttentiveRecurrentModule(
-        num_steps=self.attention_steps, features=self.attention_features,
-        num_resblocks=self.attention_resblocks, nonlocal_impl=self.nonlocal_impl,
-        nonlocal_chunk=self.nonlocal_chunk, nonlocal_kv_pool=self.attention_kv_pool,
-        dtype=self.dtype, name="attention")(x, train)
+    outputs = {}
+    if self.attentive:
+      attention_maps = AttentiveRecurrentModule(
+          num_steps=self.attention_steps, features=self.attention_features,
+          num_resblocks=self.attention_resblocks, nonlocal_impl=self.nonlocal_impl,
+          nonlocal_chunk=self.nonlocal_chunk, nonlocal_kv_pool=self.attention_kv_pool,
+          use_non_local=self.use_non_local, norm=self.norm, dtype=self.dtype, name="attention")(x, train)
+      outputs["attention_maps"] = attention_maps
+      hole_estimate = attention_maps[-1]
+    else:
+      if hole_mask is None:
+        raise ValueError("a generator without the attentive module (model.attentive=False) needs the hole mask")
+      chex.assert_shape(hole_mask, (*damaged.shape[:3], 1))
+      hole_estimate = hole_mask.astype(jnp.float32)
     completion, multiscale = CompletionNetwork(
         width=self.completion_width, dilation_rates=tuple(self.dilation_rates),
         use_skips=self.use_skips, upsample=self.upsample, nonlocal_impl=self.nonlocal_impl,
-        nonlocal_chunk=self.nonlocal_chunk, dtype=self.dtype, name="completion")(
-            x, attention_maps[-1], train)
-    return {"attention_maps": attention_maps, "completion": completion, "multiscale": multiscale}
+        nonlocal_chunk=self.nonlocal_chunk, use_non_local=self.use_non_local, norm=self.norm,
+        dtype=self.dtype, name="completion")(x, hole_estimate, train)
+    return {**outputs, "completion": completion, "multiscale": multiscale}

@@ -1,6 +1,7 @@
 """Small building blocks shared by the generator and the discriminators."""
 
 import functools
+import math
 from typing import Any, Sequence
 
 import chex
@@ -22,6 +23,23 @@ def batch_norm(train: bool, dtype: Dtype, name: str | None = None) -> nn.BatchNo
   # momentum 0.9 / eps 1e-5 match the TF-1 defaults the paper's code base used.
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                       dtype=dtype, name=name)
+
+
+NORMS = ("batch", "group", "none")
+
+
+def norm_layer(kind: str, features: int, train: bool, dtype: Dtype, name: str | None = None):
+  """The generator's normalisation by name: BatchNorm (the paper's), GroupNorm, or none (identity).
+
+  GroupNorm has no running statistics, so train and eval mode compute the same function.
+  """
+  if kind == "batch":
+    return batch_norm(train, dtype, name)
+  if kind == "group":
+    return nn.GroupNorm(num_groups=math.gcd(8, features), epsilon=1e-5, dtype=dtype, name=name)
+  if kind == "none":
+    return lambda x: x
+  raise ValueError(f"unknown normalisation {kind!r}; choose one of {NORMS}")
 
 
 def _same_transpose_padding(kernel_size: int, stride: int) -> int:
@@ -120,31 +138,34 @@ def strided_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilat
 
 
 class ConvBNAct(nn.Module):
-  """conv → BatchNorm → LeakyReLU(0.2): the unit of every encoder/decoder stage."""
+  """conv → normalisation (BatchNorm in the paper) → LeakyReLU(0.2): every encoder/decoder stage."""
   features: int
   kernel_size: Sequence[int] = (3, 3)
   strides: int = 1
   dilation: int = 1
+  norm: str = "batch"
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
+    # A bias before a normalisation is cancelled by its mean subtraction; without one it is needed.
     x = nn.Conv(self.features, tuple(self.kernel_size), strides=self.strides,
-                kernel_dilation=self.dilation, padding="SAME", use_bias=False,
+                kernel_dilation=self.dilation, padding="SAME", use_bias=self.norm == "none",
                 dtype=self.dtype)(x)
-    x = batch_norm(train, self.dtype)(x)
+    x = norm_layer(self.norm, self.features, train, self.dtype)(x)
     return leaky_relu(x)
 
 
 class ResNetBlock(nn.Module):
-  """Fig. 2: conv–BN–LeakyReLU–conv–BN plus identity skip."""
+  """Fig. 2: conv–BN–LeakyReLU–conv–BN plus identity skip (the normalisation selectable)."""
   features: int
+  norm: str = "batch"
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
-    y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(x)
-    y = leaky_relu(batch_norm(train, self.dtype)(y))
-    y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(y)
-    y = batch_norm(train, self.dtype)(y)
+    conv = lambda: nn.Conv(self.features, (3, 3), padding="SAME", use_bias=self.norm == "none",
+                           dtype=self.dtype)
+    y = leaky_relu(norm_layer(self.norm, self.features, train, self.dtype)(conv()(x)))
+    y = norm_layer(self.norm, self.features, train, self.dtype)(conv()(y))
     return x + y

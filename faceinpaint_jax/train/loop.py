@@ -111,7 +111,9 @@ def _mean_metrics(history: list[dict]) -> dict:
 
 def sample_grid(outputs: dict, batch: dict, rows: int = 4) -> np.ndarray:
   """Fig. 6: damaged input, A_1…A_N, completion, ground truth — one example per row."""
-  attention = np.asarray(outputs["attention_maps"])
+  # Without the attentive module (an ablation) the hole mask stands where A_1…A_N would.
+  attention = (np.asarray(outputs["attention_maps"]) if outputs.get("attention_maps") is not None
+               else np.asarray(batch["hole_mask"])[None])
   completed = np.asarray(outputs["completed"])
   panels = []
   for i in range(min(rows, completed.shape[0])):
@@ -166,12 +168,7 @@ def train_and_evaluate(config, workdir: str) -> int:
       for step, local_batch in pipeline.iterate(start_step, total_steps):
         batch = parallel.global_batch(local_batch, mesh)
         stage2 = step >= config.train.stage1_steps
-        metrics = {}
-        if stage2:
-          state, d_metrics = steps.discriminator_step(state, batch)
-          metrics.update(d_metrics)
-        state, g_metrics = steps.generator_step(state, batch, stage2)
-        metrics.update(g_metrics)
+        state, metrics = steps.stage_step(state, batch, stage2)
         history.append(metrics)
         window_images += config.train.batch_size
         step_done = step + 1

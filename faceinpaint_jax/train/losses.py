@@ -81,12 +81,14 @@ def semantic_loss(parser_apply, ground_truth, reconstructed, parser_size: int):
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, target))
 
 
+STAGE1_TERMS = ("attention", "mse")  # Algorithm 1, stage 1
+STAGE2_TERMS = ("attention", "mse", "multiscale", "adversarial", "semantic")  # Eq. 10
+
+
 def generator_loss(terms: dict, loss_config, stage2: bool):
-  """Eq. 10: α L_adv + L_sem + L_mut + L_att + L_mse; stage 1 (Algorithm 1) uses L_att + L_mse only."""
-  total = loss_config.attention * terms["attention"] + loss_config.mse * terms["mse"]
-  if stage2:
-    total = (total + loss_config.adversarial * terms["adversarial"]
-             + loss_config.multiscale * terms["multiscale"])
-    if "semantic" in terms:
-      total = total + loss_config.semantic * terms["semantic"]
-  return total
+  """Eq. 10: α L_adv + L_sem + L_mut + L_att + L_mse; stage 1 (Algorithm 1) uses L_att + L_mse only.
+
+  Terms a variant does not compute (no attentive module, no GAN, no face parser) are simply absent.
+  """
+  names = STAGE2_TERMS if stage2 else STAGE1_TERMS
+  return sum(getattr(loss_config, name) * terms[name] for name in names if name in terms)

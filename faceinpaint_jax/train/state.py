@@ -16,6 +16,7 @@ from faceinpaint_jax.models import build_discriminators, build_generator, local_
 class TrainState:
   step: jax.Array  # int32 scalar: updates applied so far
   g_params: Any
+  g_ema_params: Any  # exponential moving average of g_params: what samples, evaluation and inpainting use
   g_batch_stats: Any
   d_params: Any
   d_batch_stats: Any
@@ -24,6 +25,17 @@ class TrainState:
   rng: jax.Array  # typed PRNG key, advanced every step
   nonfinite_in_a_row: jax.Array  # int32: consecutive updates skipped for NaN/Inf
   nonfinite_total: jax.Array  # int32
+
+
+def ema_decay_at(train_config, step):
+  """Decay of the generator's weight average at `step`: min(d, (1 + t) / (10 + t)).
+
+  The ramp (TensorFlow's num_updates rule) lets the average follow the fast early weights instead of
+  dragging the random initialisation along for ~1/(1 − d) steps; d = 0 makes the average the weights.
+  """
+  decay = float(train_config.get("ema_decay", 0.0))
+  t = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + t) / (10.0 + t))
 
 
 def learning_rate_schedule(peak: float, train_config):
@@ -57,12 +69,13 @@ def create_train_state(config, rng: jax.Array) -> TrainState:
   g_key, d_key, state_key = jax.random.split(rng, 3)
   images = jnp.zeros((1, size, size, 3), jnp.float32)
   windows = jnp.zeros((1, window, window, 3), jnp.float32)
-  g_vars = build_generator(config).init(g_key, images)
+  hole_masks = jnp.zeros((1, size, size, 1), jnp.float32)
+  g_vars = build_generator(config).init(g_key, images, hole_masks)
   d_vars = build_discriminators(config).init(d_key, images, windows)
   g_tx, d_tx = make_optimizers(config)
   return TrainState(
       step=jnp.zeros((), jnp.int32),
-      g_params=g_vars["params"], g_batch_stats=g_vars.get("batch_stats", {}),
+      g_params=g_vars["params"], g_ema_params=g_vars["params"], g_batch_stats=g_vars.get("batch_stats", {}),
       d_params=d_vars["params"], d_batch_stats=d_vars.get("batch_stats", {}),
       g_opt_state=g_tx.init(g_vars["params"]), d_opt_state=d_tx.init(d_vars["params"]),
       rng=state_key,

@@ -1,14 +1,25 @@
-"""Generator and discriminator steps: pure functions of (state, batch) → (state, metrics).
+"""Train steps: pure functions of (state, batch) → (state, metrics), one per phase of Algorithm 1.
 
-Each is compiled once by `jax.jit` (the generator step once per stage) with the batch sharded over the
-mesh's `data` axis and the state replicated, so gradients and BatchNorm statistics are over the global
-batch whatever the number of devices. A step whose loss or gradients are not finite leaves the state
-unchanged (but counts it).
+- stage 1: `generator_step(state, batch, stage2=False)`: G on L_att + L_mse.
+- stage 2 with the GAN: `adversarial_step(state, batch)`: one generator forward, whose backward pass is
+  kept (`jax.vjp`); D is updated on the stopped-gradient completion, then G's losses are taken against
+  the *updated* D and pulled back through the kept forward — Algorithm 1's order at the cost of one
+  G forward instead of two.
+- stage 2 without the GAN (`train.gan=False`, an ablation): `generator_step(state, batch, stage2=True)`.
+
+`discriminator_step` followed by `generator_step(..., True)` is the two-forward form of
+`adversarial_step`, kept as its reference (tests hold the two equal).
+
+Each is compiled once by `jax.jit` with the batch sharded over the mesh's `data` axis and the state
+replicated, so gradients and BatchNorm statistics are over the global batch whatever the number of
+devices. An update whose loss or gradients are not finite leaves that network's state unchanged (and
+is counted).
 """
 
 from __future__ import annotations
 
 import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -18,11 +29,11 @@ from faceinpaint_jax.models import (build_discriminators, build_generator, compo
                                     local_window_size)
 from faceinpaint_jax.parser.bisenet import BiSeNet
 from faceinpaint_jax.train import losses
-from faceinpaint_jax.train.state import TrainState, make_optimizers
+from faceinpaint_jax.train.state import TrainState, ema_decay_at, make_optimizers
 
 
-def _bind_parser(step, parser_variables, state, batch, stage2):
-  return step(state, batch, parser_variables, stage2)
+def _bind_parser(step, parser_variables, state, batch, *args):
+  return step(state, batch, parser_variables, *args)
 
 
 def _all_finite(*trees) -> jax.Array:
@@ -40,8 +51,9 @@ def _count_nonfinite(state: TrainState, ok) -> dict:
 
 
 class Steps:
-  """Builds the step functions for one config; `generator_step(state, batch, stage2)` and
-  `discriminator_step(state, batch)` are the jitted entry points."""
+  """Builds the step functions for one config; after `compile`, `generator_step(state, batch, stage2)`,
+  `adversarial_step(state, batch)`, `discriminator_step(state, batch)` and `predict(state, batch)` are
+  the jitted entry points."""
 
   def __init__(self, config, parser_variables: dict | None = None):
     self.config = config
@@ -59,50 +71,52 @@ class Steps:
   # -- shared forward pieces ----------------------------------------------------------------------
   def _generate(self, g_params, g_batch_stats, batch):
     outputs, updates = self.generator.apply(
-        {"params": g_params, "batch_stats": g_batch_stats}, batch["damaged"], train=True,
-        mutable=["batch_stats"])
+        {"params": g_params, "batch_stats": g_batch_stats}, batch["damaged"], batch["hole_mask"],
+        train=True, mutable=["batch_stats"])
     completed = compose(outputs["completion"], batch["damaged"], batch["hole_mask"])
-    return outputs, completed, updates["batch_stats"]
+    return outputs, completed, updates.get("batch_stats", {})
 
   def _discriminate(self, d_params, d_batch_stats, images, offsets):
     windows = crop_local_window(images, offsets, self.window)
     (global_logits, local_logits), updates = self.discriminators.apply(
         {"params": d_params, "batch_stats": d_batch_stats}, images, windows, train=True,
         mutable=["batch_stats"])
-    return global_logits, local_logits, updates["batch_stats"]
+    return global_logits, local_logits, updates.get("batch_stats", {})
 
-  # -- generator ------------------------------------------------------------------------------------
-  def _generator_step(self, state: TrainState, batch: dict, parser_variables, stage2: bool):
-    def loss_fn(g_params):
-      outputs, completed, g_stats = self._generate(g_params, state.g_batch_stats, batch)
-      terms = {
-          "mse": losses.hole_mse(outputs["completion"], batch["image"], batch["hole_mask"]),
-          "attention": losses.attention_loss(outputs["attention_maps"], batch["hole_mask"],
-                                             self.config.loss.theta),
-      }
-      d_stats = state.d_batch_stats
-      if stage2:
-        terms["multiscale"] = losses.multiscale_loss(outputs["multiscale"], batch["image"],
-                                                     self.config.loss.multiscale_lambda)
-        g_logits, l_logits, d_stats = self._discriminate(state.d_params, state.d_batch_stats,
-                                                         completed, batch["window_offset"])
+  def _generator_terms(self, outputs, completed, batch, parser_variables, stage2: bool, d_params=None,
+                       d_batch_stats=None):
+    """The loss terms of Eq. 10 that this stage and variant use, by name."""
+    loss = self.config.loss
+    terms = {"mse": losses.hole_mse(outputs["completion"], batch["image"], batch["hole_mask"])}
+    if "attention_maps" in outputs:
+      terms["attention"] = losses.attention_loss(outputs["attention_maps"], batch["hole_mask"], loss.theta)
+    if stage2:
+      terms["multiscale"] = losses.multiscale_loss(outputs["multiscale"], batch["image"],
+                                                   loss.multiscale_lambda)
+      if d_params is not None:
+        g_logits, l_logits, _ = self._discriminate(d_params, d_batch_stats, completed,
+                                                   batch["window_offset"])
         terms["adversarial"] = (losses.generator_adversarial_loss(g_logits)
                                 + losses.generator_adversarial_loss(l_logits))
-        if parser_variables is not None:
-          parser_apply = lambda x: self.parser.apply(parser_variables, x, train=False)
-          terms["semantic"] = losses.semantic_loss(parser_apply, batch["image"], completed,
-                                                   self.config.loss.semantic_size)
-      total = losses.generator_loss(terms, self.config.loss, stage2)
-      return total, (terms, g_stats)
+      if parser_variables is not None:
+        parser_apply = lambda x: self.parser.apply(parser_variables, x, train=False)
+        terms["semantic"] = losses.semantic_loss(parser_apply, batch["image"], completed,
+                                                 loss.semantic_size)
+    return terms
 
-    (total, (terms, g_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+  def _apply_generator_update(self, state: TrainState, total, grads, g_stats, terms):
     updates, g_opt_state = self.g_tx.update(grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
     ok = _all_finite(total, grads)
+    g_params = _select(ok, g_params, state.g_params)
+    decay = ema_decay_at(self.config.train, state.step)
+    g_ema_params = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p,
+                                          state.g_ema_params, g_params)
     new_rng, _ = jax.random.split(state.rng)
     state = state.replace(
         step=state.step + 1,
-        g_params=_select(ok, g_params, state.g_params),
+        g_params=g_params,
+        g_ema_params=g_ema_params,
         g_opt_state=_select(ok, g_opt_state, state.g_opt_state),
         g_batch_stats=_select(ok, g_stats, state.g_batch_stats),
         rng=new_rng,
@@ -113,10 +127,22 @@ class Steps:
                     "nonfinite_total": state.nonfinite_total})
     return state, metrics
 
+  # -- generator alone (stage 1; stage 2 without the GAN; the reference two-forward stage 2) ---------
+  def _generator_step(self, state: TrainState, batch: dict, parser_variables, stage2: bool):
+    use_gan = stage2 and self.config.train.gan
+
+    def loss_fn(g_params):
+      outputs, completed, g_stats = self._generate(g_params, state.g_batch_stats, batch)
+      terms = self._generator_terms(outputs, completed, batch, parser_variables, stage2,
+                                    state.d_params if use_gan else None, state.d_batch_stats)
+      return losses.generator_loss(terms, self.config.loss, stage2), (terms, g_stats)
+
+    (total, (terms, g_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+    return self._apply_generator_update(state, total, grads, g_stats, terms)
+
   # -- discriminator --------------------------------------------------------------------------------
-  def _discriminator_step(self, state: TrainState, batch: dict):
-    # G runs in train mode as in the G step, but its BatchNorm updates are not kept: one update per step.
-    _, completed, _ = self._generate(state.g_params, state.g_batch_stats, batch)
+  def _discriminator_update(self, state: TrainState, batch: dict, completed):
+    """Eq. 11 for both discriminators on real images and the (stopped-gradient) completions."""
     completed = jax.lax.stop_gradient(completed)
     offsets = batch["window_offset"]
 
@@ -142,25 +168,62 @@ class Steps:
         **_count_nonfinite(state, ok))
     return state, {"d/total": total, "d/grad_norm": optax.tree.norm(grads), "d/finite": ok, **terms}
 
+  def _discriminator_step(self, state: TrainState, batch: dict):
+    # G runs in train mode as in the G step, but its BatchNorm updates are not kept: one update per step.
+    _, completed, _ = self._generate(state.g_params, state.g_batch_stats, batch)
+    return self._discriminator_update(state, batch, completed)
+
+  # -- stage 2: D then G, one generator forward -------------------------------------------------------
+  def _adversarial_step(self, state: TrainState, batch: dict, parser_variables):
+    def forward(g_params):
+      outputs, completed, g_stats = self._generate(g_params, state.g_batch_stats, batch)
+      return (outputs, completed), g_stats
+
+    (outputs, completed), pull_back, g_stats = jax.vjp(forward, state.g_params, has_aux=True)
+    state, d_metrics = self._discriminator_update(state, batch, completed)
+
+    def loss_fn(generated):
+      terms = self._generator_terms(*generated, batch, parser_variables, True, state.d_params,
+                                    state.d_batch_stats)
+      return losses.generator_loss(terms, self.config.loss, True), terms
+
+    (total, terms), cotangent = jax.value_and_grad(loss_fn, has_aux=True)((outputs, completed))
+    (grads,) = pull_back(cotangent)
+    state, g_metrics = self._apply_generator_update(state, total, grads, g_stats, terms)
+    return state, {**d_metrics, **g_metrics}
+
   # -- compiled entry points ------------------------------------------------------------------------
   def compile(self, state_sharding, batch_sharding):
-    """jit both steps with explicit shardings; the state's buffers are donated."""
+    """jit the steps with explicit shardings; the state's buffers are donated."""
+    parser_variables = (jax.device_put(self.parser_variables, state_sharding)
+                        if self.parser_variables is not None else None)
     generator_step = jax.jit(self._generator_step, static_argnums=3,
                              in_shardings=(state_sharding, batch_sharding, state_sharding),
                              out_shardings=(state_sharding, None), donate_argnums=0)
-    parser_variables = (jax.device_put(self.parser_variables, state_sharding)
-                        if self.parser_variables is not None else None)
+    adversarial_step = jax.jit(self._adversarial_step,
+                               in_shardings=(state_sharding, batch_sharding, state_sharding),
+                               out_shardings=(state_sharding, None), donate_argnums=0)
     self.generator_step = functools.partial(_bind_parser, generator_step, parser_variables)
     self.generator_step._cache_size = generator_step._cache_size
+    self.adversarial_step = functools.partial(_bind_parser, adversarial_step, parser_variables)
+    self.adversarial_step._cache_size = adversarial_step._cache_size
     self.discriminator_step = jax.jit(self._discriminator_step,
                                       in_shardings=(state_sharding, batch_sharding),
                                       out_shardings=(state_sharding, None), donate_argnums=0)
     self.predict = jax.jit(self._predict, in_shardings=(state_sharding, batch_sharding))
     return self
 
+  def stage_step(self, state: TrainState, batch: dict, stage2: bool):
+    """The update of one iteration of Algorithm 1 in the given stage."""
+    if not stage2:
+      return self.generator_step(state, batch, False)
+    if self.config.train.gan:
+      return self.adversarial_step(state, batch)
+    return self.generator_step(state, batch, True)
+
   def _predict(self, state: TrainState, batch: dict):
-    """Eval-mode forward (running BatchNorm statistics) for sample grids."""
-    outputs = self.generator.apply({"params": state.g_params, "batch_stats": state.g_batch_stats},
-                                   batch["damaged"], train=False)
+    """Eval-mode forward (running BatchNorm statistics, EMA weights) for sample grids."""
+    outputs = self.generator.apply({"params": state.g_ema_params, "batch_stats": state.g_batch_stats},
+                                   batch["damaged"], batch["hole_mask"], train=False)
     completed = compose(outputs["completion"], batch["damaged"], batch["hole_mask"])
-    return {"attention_maps": outputs["attention_maps"], "completed": completed}
+    return {"attention_maps": outputs.get("attention_maps"), "completed": completed}
