@@ -23,5 +23,6 @@ def get_config():
   config.train.checkpoint_every = 2
   config.train.log_every = 1
   config.train.sample_every = 0
+  config.train.ema_decay = 0.9  # exercised (and checkpointed) in every training test
   config.loss.semantic = 0.0  # the face parser has tests of its own
   return config

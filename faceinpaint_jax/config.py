@@ -22,12 +22,15 @@ def base_config() -> ml_collections.ConfigDict:
       completion_width=64,  # Fig. 4: encoder 64-128-128-256
       dilation_rates=(2, 4, 8, 16),
       use_skips=True,
-      upsample="transpose",  # or "resize_conv"
+      upsample="transpose",  # the paper's; "resize_conv" (nearest resize + conv) | "bilinear" (bilinear + conv)
       nonlocal_impl="einsum",  # "einsum" | "chunked" | "cudnn" (GPU, bf16) | "auto"
       nonlocal_chunk=128,  # query positions per chunk for "chunked" (peak memory ∝ chunk · HW)
       # Max-pool keys/values of the attentive module's full-resolution non-local block (Wang et al.'s
       # subsampling trick); 1 = every position, as in Fig. 3.
       attention_kv_pool=1,
+      # The attentive module runs on the image average-pooled by this factor, its maps resized back to
+      # full size (bilinear); 1 = full resolution, as in the paper.
+      attention_downsample=1,
       disc_global_widths=(64, 128, 256, 512, 512),
       disc_global_non_local_after=1,
       disc_local_widths=(64, 128, 256, 512),
@@ -60,7 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
       multiscale_lambda=0.75,  # Eq. 8
       adversarial=0.01,  # α, Eq. 10
       semantic=1.0,  # L_sem (Eq. 9) with the frozen BiSeNet face parser; 0 turns it off
-      semantic_size=128,  # the parser's input size for L_sem (§4.3: faces resized to 128×128)
+      semantic_size=128,
+      semantic_images=0,  # L_sem on the first k images of each global batch; 0 = all of them  # the parser's input size for L_sem (§4.3: faces resized to 128×128)
       parser_weights="",  # 79999_iter.pth or converted .npz; empty: the pinned registry download
       multiscale=1.0,
       attention=1.0,
@@ -118,7 +122,7 @@ def validate(config) -> None:
   """Raise ConfigError with one line for the first bad value; cheap, runs before any compile."""
   m, d, t = config.model, config.data, config.train
   _choice("model.nonlocal_impl", m.nonlocal_impl, ("einsum", "chunked", "cudnn", "auto"))
-  _choice("model.upsample", m.upsample, ("transpose", "resize_conv"))
+  _choice("model.upsample", m.upsample, ("transpose", "resize_conv", "bilinear"))
   _choice("model.dtype", m.dtype, ("float32", "bfloat16"))
   _choice("model.norm", m.norm, ("batch", "group", "none"))
   for name in ("attentive", "non_local"):
@@ -128,13 +132,15 @@ def validate(config) -> None:
   _choice("data.hole_fill", d.hole_fill, ("white", "mean"))
   _choice("train.schedule", t.schedule, ("constant", "cosine"))
   for name in ("attention_steps", "attention_features", "attention_resblocks", "completion_width",
-               "nonlocal_chunk", "attention_kv_pool", "disc_dense_features"):
+               "nonlocal_chunk", "attention_kv_pool", "attention_downsample", "disc_dense_features"):
     _positive(f"model.{name}", getattr(m, name))
   for name in ("image_size", "num_workers", "prefetch_batches"):
     _positive(f"data.{name}", getattr(d, name))
   for name in ("steps", "batch_size", "g_learning_rate", "d_learning_rate", "checkpoint_every",
                "log_every", "keep_checkpoints", "max_nonfinite_in_a_row"):
     _positive(f"train.{name}", getattr(t, name))
+  if d.image_size % (4 * m.attention_downsample):
+    raise ConfigError(f"data.image_size={d.image_size} must be divisible by 4·model.attention_downsample")
   if d.image_size % 4:
     raise ConfigError(f"data.image_size={d.image_size} must be divisible by 4")
   if not 0 < d.hole_min_fraction <= d.hole_max_fraction < 1:
@@ -145,6 +151,8 @@ def validate(config) -> None:
                       f"[data.hole_max_fraction, 1] so the window contains every training hole")
   if not (d.source == "sample" or d.source.startswith(("tfds:", "folder:"))):
     raise ConfigError(f"data.source={d.source!r}: use 'sample', 'tfds:NAME' or 'folder:PATH'")
+  if not 0 <= config.loss.semantic_images <= t.batch_size:
+    raise ConfigError(f"loss.semantic_images={config.loss.semantic_images} must lie in [0, train.batch_size]")
   if not isinstance(t.gan, bool):
     raise ConfigError(f"train.gan={t.gan!r} must be True or False")
   if not 0 <= t.ema_decay < 1:

@@ -23,7 +23,8 @@ def build_generator(config) -> Generator:
       attention_resblocks=m.attention_resblocks, completion_width=m.completion_width,
       dilation_rates=tuple(m.dilation_rates), use_skips=m.use_skips, upsample=m.upsample,
       nonlocal_impl=m.nonlocal_impl, nonlocal_chunk=m.nonlocal_chunk,
-      attention_kv_pool=m.attention_kv_pool, attentive=m.get("attentive", True),
+      attention_kv_pool=m.attention_kv_pool, attention_downsample=m.get("attention_downsample", 1),
+      attentive=m.get("attentive", True),
       use_non_local=m.get("non_local", True), norm=m.get("norm", "batch"), dtype=compute_dtype(config))
 
 

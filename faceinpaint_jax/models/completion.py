@@ -12,11 +12,18 @@ from faceinpaint_jax.models.non_local import NonLocalBlock
 
 Dtype = Any
 
-UPSAMPLE_MODES = ("transpose", "resize_conv")
+UPSAMPLE_MODES = ("transpose", "resize_conv", "bilinear")
 
 
 class Upsample2x(nn.Module):
-  """×2 up-sampling stage: transposed conv (the paper's) or nearest resize + conv."""
+  """×2 up-sampling stage: transposed conv (the paper's), or nearest / bilinear resize + conv.
+
+  The transposed conv computes even and odd output rows with different kernel taps; random
+  horizontal flips make the network even out the column phases but nothing does that for the rows,
+  and a small model trained briefly draws horizontal stripes two pixels apart. Nearest resize leaves
+  2×2 blocks per stage. Bilinear resize + conv has neither (Odena et al. 2016, "Deconvolution and
+  checkerboard artifacts").
+  """
   features: int
   mode: str = "transpose"
   norm: str = "batch"
@@ -27,9 +34,9 @@ class Upsample2x(nn.Module):
     if self.mode == "transpose":
       # Named as nn.ConvTranspose would be, so parameters are those of the paper's layer.
       x = SubpixelConvTranspose(self.features, (4, 4), 2, dtype=self.dtype, name="ConvTranspose_0")(x)
-    elif self.mode == "resize_conv":
+    elif self.mode in ("resize_conv", "bilinear"):
       b, h, w, c = x.shape
-      x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method="nearest")
+      x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method="nearest" if self.mode == "resize_conv" else "bilinear")
       x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=self.norm == "none",
                   dtype=self.dtype)(x)
     else:

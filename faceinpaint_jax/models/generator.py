@@ -4,6 +4,7 @@ from typing import Any, Sequence
 
 import chex
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from faceinpaint_jax.models.attention import AttentiveRecurrentModule
@@ -36,6 +37,9 @@ class Generator(nn.Module):
   nonlocal_impl: str = "einsum"
   nonlocal_chunk: int = 128
   attention_kv_pool: int = 1
+  # The attentive module sees the image average-pooled by this factor and its maps are resized back
+  # (bilinear) to the image size; 1 (the paper) runs it at full resolution.
+  attention_downsample: int = 1
   attentive: bool = True
   use_non_local: bool = True
   norm: str = "batch"
@@ -48,11 +52,16 @@ class Generator(nn.Module):
     x = damaged.astype(self.dtype)
     outputs = {}
     if self.attentive:
+      f = self.attention_downsample
+      seen = x if f == 1 else nn.avg_pool(x, (f, f), strides=(f, f))
       attention_maps = AttentiveRecurrentModule(
           num_steps=self.attention_steps, features=self.attention_features,
           num_resblocks=self.attention_resblocks, nonlocal_impl=self.nonlocal_impl,
           nonlocal_chunk=self.nonlocal_chunk, nonlocal_kv_pool=self.attention_kv_pool,
-          use_non_local=self.use_non_local, norm=self.norm, dtype=self.dtype, name="attention")(x, train)
+          use_non_local=self.use_non_local, norm=self.norm, dtype=self.dtype, name="attention")(seen, train)
+      if f > 1:
+        attention_maps = jax.image.resize(attention_maps, (*attention_maps.shape[:2], *x.shape[1:3], 1),
+                                          method="bilinear")
       outputs["attention_maps"] = attention_maps
       hole_estimate = attention_maps[-1]
     else:

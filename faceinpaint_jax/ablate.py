@@ -1,0 +1,287 @@
+"""Train variants of one config for the same wall-clock budget on this machine, evaluate each, compare.
+
+  python -m faceinpaint_jax.ablate --config configs/quickstart.py --budget-minutes 6 \
+      --variants full,baseline,no_gan,no_semantic --out runs/ablate
+
+A variant is a name from `VARIANTS`, optionally followed by config overrides in brackets:
+`baseline[train.g_learning_rate=1e-3;train.b1=0.9]`. For each variant the runner
+
+1. times warm stage-1 and stage-2 iterations of that variant in this process (after compiling them),
+2. sets `train.steps` so that training takes the budget at those speeds, keeping the config's share of
+   stage-1 steps and its warm-up, with the cosine horizon at the new `train.steps`,
+3. trains it with `launch.py` in a fresh process (OUT/<variant>/), and
+4. evaluates it on the held-out faces (`center` protocol, the same masks for every variant).
+
+It writes OUT/results.json, OUT/results.md (hole PSNR, SSIM, LPIPS, attention IoU, images/s, steps and
+seconds per variant) and OUT/grid.png (rows = held-out faces; columns = damaged input, each variant,
+ground truth). The step counts depend on this machine's speed; rerun everything on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from faceinpaint_jax.cli import UserError
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+# name → (what it tests, overrides of the config given to the runner)
+VARIANTS = {
+    "full": ("the config as given: every paper component on", {}),
+    "baseline": ("plain encoder–decoder: no attentive module (mask given as input), no GAN, no L_sem",
+                 {"model.attentive": False, "train.gan": False, "loss.semantic": 0.0}),
+    "no_attentive": ("no attentive module (the mask given instead of A_N)", {"model.attentive": False}),
+    "no_gan": ("no discriminators and no L_adv in stage 2", {"train.gan": False}),
+    "no_semantic": ("no L_sem (no face parser)", {"loss.semantic": 0.0}),
+    "no_non_local": ("no non-local blocks in the generator", {"model.non_local": False}),
+    "no_ema": ("evaluated with the raw weights instead of their moving average", {"train.ema_decay": 0.0}),
+    "batchnorm": ("BatchNorm in the generator (the paper's)", {"model.norm": "batch"}),
+    "groupnorm": ("GroupNorm in the generator", {"model.norm": "group"}),
+    "no_norm": ("no normalisation in the generator", {"model.norm": "none"}),
+}
+
+_SPEC = re.compile(r"^(?P<name>[a-z_0-9]+)(?:\[(?P<overrides>[^\]]*)\])?$")
+
+
+def parse_variants(text: str) -> list[tuple[str, str, dict]]:
+  """'full,baseline[train.b1=0.9]' → [(label, description, overrides)]."""
+  variants = []
+  for spec in filter(None, (s.strip() for s in re.split(r",(?![^\[]*\])", text))):
+    match = _SPEC.match(spec)
+    if not match or match["name"] not in VARIANTS:
+      raise UserError(f"unknown variant {spec!r}; known: {', '.join(VARIANTS)} (overrides as name[key=value;...])")
+    description, overrides = VARIANTS[match["name"]]
+    overrides = dict(overrides)
+    for item in filter(None, (match["overrides"] or "").split(";")):
+      key, sep, value = item.partition("=")
+      if not sep:
+        raise UserError(f"override {item!r} in {spec!r} is not key=value")
+      overrides[key.strip()] = _literal(value.strip())
+      description += f"; {key.strip()}={value.strip()}"
+    variants.append((spec, description, overrides))
+  if not variants:
+    raise UserError("no variants given")
+  if len({label for label, _, _ in variants}) != len(variants):
+    raise UserError("a variant is named twice")
+  return variants
+
+
+def _literal(text: str):
+  import ast
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def apply_overrides(config, overrides: dict):
+  from faceinpaint_jax.config import ConfigError, validate
+  config = config.copy_and_resolve_references()
+  for key, value in overrides.items():
+    node, *path = key.split(".")
+    target = config
+    for part in [node, *path[:-1]]:
+      if part not in target:
+        raise ConfigError(f"unknown config key {key!r}")
+      target = target[part]
+    leaf = path[-1] if path else node
+    if leaf not in target:
+      raise ConfigError(f"unknown config key {key!r}")
+    target[leaf] = value
+  validate(config)
+  return config
+
+
+def time_iterations(config, iterations: int = 8) -> dict:
+  """Seconds per warm stage-1 and stage-2 iteration of `config` (after compiling), on this machine."""
+  import jax
+
+  from faceinpaint_jax import parallel
+  from faceinpaint_jax.data import InputPipeline
+  from faceinpaint_jax.train.state import create_train_state
+  from faceinpaint_jax.train.steps import Steps
+
+  parser_variables = None
+  if config.loss.semantic > 0:
+    from faceinpaint_jax.parser import load_parser_variables
+    parser_variables = load_parser_variables(config.loss.parser_weights, config.data.cache_dir)
+  mesh = parallel.make_mesh()
+  steps = Steps(config, parser_variables).compile(parallel.replicated(mesh), parallel.batch_sharded(mesh))
+  state = jax.jit(lambda key: create_train_state(config, key),
+                  out_shardings=parallel.replicated(mesh))(jax.random.key(0))
+  pipeline = InputPipeline(config, split="train", training=True, process_index=0, process_count=1)
+  batches = [parallel.global_batch(pipeline.batch(s), mesh) for s in range(iterations + 1)]
+  pipeline.close()
+  seconds = {}
+  for stage2 in (False, True):
+    state, _ = steps.stage_step(state, batches[0], stage2)  # compile
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for batch in batches[1:]:
+      state, _ = steps.stage_step(state, batch, stage2)
+    jax.block_until_ready(state)
+    seconds[f"stage{2 if stage2 else 1}"] = (time.perf_counter() - start) / iterations
+  return seconds
+
+
+def plan_steps(config, seconds: dict, budget_s: float) -> dict:
+  """train.* overrides that make a run of `config` last `budget_s` at the measured speeds."""
+  t = config.train
+  stage1_share = min(t.stage1_steps / t.steps, 1.0)
+  per_step = stage1_share * seconds["stage1"] + (1 - stage1_share) * seconds["stage2"]
+  steps = max(int(budget_s / per_step), 2)
+  return {"train.steps": steps, "train.stage1_steps": int(round(stage1_share * steps)),
+          "train.decay_steps": steps, "train.checkpoint_every": steps, "train.sample_every": 0,
+          "train.log_every": max(1, min(t.log_every, steps))}
+
+
+def _flag(key: str, value) -> str:
+  if isinstance(value, (tuple, list)):
+    value = "(" + ",".join(map(str, value)) + ("," if len(value) == 1 else "") + ")"
+  return f"--config.{key}={value}"
+
+
+def run(args) -> int:
+  from faceinpaint_jax.config import load_config_file
+  from faceinpaint_jax.evaluate import MODEL, evaluate
+
+  variants = parse_variants(args.variants)
+  base = load_config_file(args.config)
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  budget_s = args.budget_minutes * 60.0
+  import jax
+  cache_dir = base.train.get("compilation_cache_dir", "") or os.path.join(
+      os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "faceinpaint_jax", "jax_compilation_cache")
+  jax.config.update("jax_compilation_cache_dir", cache_dir)
+
+  results_path = out / "results.json"
+  results = json.loads(results_path.read_text()) if results_path.exists() else {}
+  results.setdefault("machine", {"cpu_count": os.cpu_count(), "backend": jax.default_backend(),
+                                 "device": jax.devices()[0].device_kind})
+  results.update(config=os.path.abspath(args.config), budget_minutes=args.budget_minutes)
+  rows = results.setdefault("variants", {})
+  for label, description, overrides in variants:
+    workdir = out / _dirname(label)
+    if label in rows and (workdir / "eval" / "report.json").exists():
+      print(f"[{label}] done already; skipping (delete {workdir} to redo)", flush=True)
+      continue
+    config = apply_overrides(base, overrides)
+    print(f"[{label}] timing iterations ...", flush=True)
+    seconds = time_iterations(config)
+    plan = plan_steps(config, seconds, budget_s)
+    print(f"[{label}] {seconds['stage1']:.3f} s/iter stage 1, {seconds['stage2']:.3f} s/iter stage 2 → "
+          f"{plan['train.steps']} steps ({plan['train.stage1_steps']} in stage 1)", flush=True)
+    flags = [_flag(k, v) for k, v in {**overrides, **plan}.items()]
+    command = [sys.executable, str(REPO / "launch.py"), f"--config={os.path.abspath(args.config)}",
+               f"--workdir={workdir}", *flags]
+    start = time.perf_counter()
+    code = subprocess.call(command, stdout=subprocess.DEVNULL if not args.verbose else None)
+    train_s = time.perf_counter() - start
+    if code:
+      raise UserError(f"variant {label}: training exited with code {code} ({' '.join(command)})")
+    print(f"[{label}] trained in {train_s:.0f} s (compile included); evaluating ...", flush=True)
+    report = evaluate(str(workdir), args.data, "center", args.num, str(workdir / "eval"),
+                      cache_dir=config.data.cache_dir)
+    metrics = report["methods"][MODEL]
+    batch = config.train.batch_size
+    rows[label] = {
+        "description": description, "overrides": {k: v for k, v in overrides.items()},
+        "steps": plan["train.steps"], "stage1_steps": plan["train.stage1_steps"],
+        "images_per_sec_stage1": batch / seconds["stage1"], "images_per_sec_stage2": batch / seconds["stage2"],
+        "train_seconds": train_s, "images_seen": plan["train.steps"] * batch,
+        "psnr_hole": metrics["psnr_hole"], "ssim": metrics["ssim"], "ssim_hole": metrics["ssim_hole"],
+        "lpips": metrics["lpips"], "psnr": metrics["psnr"], "attention_iou": report["attention_iou"],
+        "telea_psnr_hole": report["methods"]["opencv_telea"]["psnr_hole"]
+        if "opencv_telea" in report["methods"] else None,
+    }
+    results_path.write_text(json.dumps(results, indent=2))
+    print(f"[{label}] hole PSNR {metrics['psnr_hole']:.2f}, SSIM {metrics['ssim']:.4f}, "
+          f"LPIPS {metrics['lpips']:.4f}", flush=True)
+  (out / "results.md").write_text(markdown(results))
+  _grid(out, [label for label, _, _ in variants], args.rows)
+  print((out / "results.md").read_text())
+  return 0
+
+
+def _dirname(label: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).strip("_")
+
+
+def markdown(results: dict) -> str:
+  m = results["machine"]
+  lines = [f"Budget {results['budget_minutes']} min of training per variant; config `{results['config']}`; "
+           f"{m['backend']} ({m['device']}, {m['cpu_count']} cores).", "",
+           "| variant | hole PSNR | SSIM | SSIM hole | LPIPS | attention IoU | img/s stage 1 | img/s stage 2 "
+           "| steps (stage 1) | images seen |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  for label, r in results["variants"].items():
+    iou = "—" if r["attention_iou"] is None else f"{r['attention_iou']:.3f}"
+    lines.append(f"| {label} | {r['psnr_hole']:.2f} | {r['ssim']:.4f} | {r['ssim_hole']:.4f} | {r['lpips']:.4f} "
+                 f"| {iou} | {r['images_per_sec_stage1']:.1f} | {r['images_per_sec_stage2']:.1f} "
+                 f"| {r['steps']} ({r['stage1_steps']}) | {r['images_seen']} |")
+  lines += ["", "Variants:", ""]
+  lines += [f"- `{label}`: {r['description']}" for label, r in results["variants"].items()]
+  return "\n".join(lines) + "\n"
+
+
+def _grid(out: pathlib.Path, labels: list[str], rows: int):
+  from PIL import Image
+
+  from faceinpaint_jax.evaluate import MODEL
+  from faceinpaint_jax.visualize import image_grid, save_png
+  first = out / _dirname(labels[0]) / "eval" / "completions"
+  names = sorted(p.name for p in (first / "ground_truth").iterdir())[:rows]
+  load = lambda path: np.asarray(Image.open(path).convert("RGB"), np.float32) / 127.5 - 1
+  panels = [[load(first / "damaged" / n)]
+            + [load(out / _dirname(label) / "eval" / "completions" / MODEL / n) for label in labels]
+            + [load(first / "ground_truth" / n)] for n in names]
+  save_png(image_grid(panels), out / "grid.png")
+  (out / "grid_columns.txt").write_text("damaged, " + ", ".join(labels) + ", ground truth\n")
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(prog="python -m faceinpaint_jax.ablate", description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--config", required=True)
+  ap.add_argument("--budget-minutes", type=float, required=True, help="training time per variant")
+  ap.add_argument("--variants", default="full,baseline")
+  ap.add_argument("--out", required=True)
+  ap.add_argument("--data", default="sample", help="held-out faces to evaluate on (the test split)")
+  ap.add_argument("--num", type=int, default=100)
+  ap.add_argument("--rows", type=int, default=8, help="faces in the comparison grid")
+  ap.add_argument("--verbose", action="store_true", help="show each training run's log")
+  ap.add_argument("--time-only", action="store_true", help="print each variant's s/iteration and stop")
+  args = ap.parse_args(argv)
+  if not math.isfinite(args.budget_minutes) or args.budget_minutes <= 0:
+    print("error: --budget-minutes must be > 0", file=sys.stderr)
+    return 2
+  from faceinpaint_jax.assets import AssetError
+  from faceinpaint_jax.config import ConfigError
+  from faceinpaint_jax.data import SourceError
+  try:
+    if args.time_only:
+      from faceinpaint_jax.config import load_config_file
+      base = load_config_file(args.config)
+      for label, _, overrides in parse_variants(args.variants):
+        seconds = time_iterations(apply_overrides(base, overrides))
+        print(json.dumps({"variant": label, **{k: round(v, 4) for k, v in seconds.items()}}), flush=True)
+      return 0
+    return run(args)
+  except (UserError, ConfigError, SourceError, AssetError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())
