@@ -52,6 +52,10 @@ def load_raw(workdir: str, step: int | None = None):
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+  if step not in manager.all_steps():
+    kept = ", ".join(map(str, manager.all_steps())) or "none"
+    manager.close()
+    raise FileNotFoundError(f"no checkpoint for step {step} in {workdir} (kept: {kept})")
   # Onto this process's first device whatever mesh saved it, so any machine can read any checkpoint.
   single = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   restored = manager.restore(step, args=ocp.args.Composite(

@@ -78,8 +78,12 @@ def base_config() -> ml_collections.ConfigDict:
       seed=0,
       g_learning_rate=2e-4,
       d_learning_rate=2e-4,
-      b1=0.5,
+      b1=0.5,  # the generator's Adam β1
+      d_b1=0.5,  # the discriminators' Adam β1
       b2=0.999,
+      # Stage 2's added terms (L_mut, L_adv, L_sem) are phased in linearly over this many steps after
+      # the switch; 0 switches them on at full weight at once.
+      stage2_rampup_steps=0,
       # Stage 2's adversarial updates (both discriminators, L_adv); False trains stage 2 on the other
       # losses only (an ablation).
       gan=True,
@@ -157,6 +161,8 @@ def validate(config) -> None:
     raise ConfigError(f"train.gan={t.gan!r} must be True or False")
   if not 0 <= t.ema_decay < 1:
     raise ConfigError(f"train.ema_decay={t.ema_decay} must lie in [0, 1)")
+  if t.stage2_rampup_steps < 0:
+    raise ConfigError(f"train.stage2_rampup_steps={t.stage2_rampup_steps} must be >= 0")
   if t.stage1_steps < 0:
     raise ConfigError(f"train.stage1_steps={t.stage1_steps} must be >= 0")
   if not 0 <= m.disc_global_non_local_after < len(m.disc_global_widths):

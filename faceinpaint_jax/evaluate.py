@@ -48,7 +48,7 @@ def _load_masks(folder: str, size: int) -> list[np.ndarray]:
 
 
 def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, seed=0, split="test",
-             threshold=0.5, cache_dir=""):
+             threshold=0.5, cache_dir="", step=None):
   import jax
   import jax.numpy as jnp
   from PIL import Image
@@ -63,7 +63,7 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
   from faceinpaint_jax.visualize import image_grid, save_png
 
   try:
-    config, g_vars, step = load_generator(workdir)
+    config, g_vars, step = load_generator(workdir, step)
   except FileNotFoundError as e:
     raise UserError(str(e)) from None
   config.unlock()
@@ -191,12 +191,13 @@ def main(argv=None) -> int:
   ap.add_argument("--batch", type=int, default=16)
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--attention-threshold", type=float, default=0.5)
+  ap.add_argument("--step", type=int, default=None, help="a kept checkpoint step (default: the latest)")
   args = ap.parse_args(argv)
   from faceinpaint_jax.assets import AssetError
   from faceinpaint_jax.data import SourceError
   try:
     report = evaluate(args.workdir, args.data, args.protocol, args.num, args.out, args.masks, args.batch,
-                      args.seed, args.split, args.attention_threshold)
+                      args.seed, args.split, args.attention_threshold, step=args.step)
   except (UserError, SourceError, AssetError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

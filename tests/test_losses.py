@@ -51,8 +51,20 @@ def test_adversarial_losses_eq7_eq11():
 
 
 def test_generator_loss_eq10_and_stages():
-  weights = ml_collections.ConfigDict(dict(adversarial=0.01, semantic=1.0, multiscale=1.0,
-                                           attention=1.0, mse=1.0))
+  # Distinct weights and terms (powers of two): a swapped pair of weights changes the sum.
+  weights = ml_collections.ConfigDict(dict(adversarial=0.01, semantic=2.0, multiscale=4.0,
+                                           attention=8.0, mse=16.0))
   terms = {"attention": 1.0, "mse": 2.0, "adversarial": 100.0, "multiscale": 4.0, "semantic": 8.0}
-  assert losses.generator_loss(terms, weights, stage2=False) == 3.0
-  assert losses.generator_loss(terms, weights, stage2=True) == 3.0 + 1.0 + 4.0 + 8.0
+  assert losses.generator_loss(terms, weights, stage2=False) == 8.0 + 32.0
+  assert losses.generator_loss(terms, weights, stage2=True) == 8.0 + 32.0 + 1.0 + 16.0 + 16.0
+  # Variants that do not compute a term (no attentive module, no GAN) leave it out.
+  no_gan = {k: v for k, v in terms.items() if k not in ("adversarial", "attention")}
+  assert losses.generator_loss(no_gan, weights, stage2=True) == 32.0 + 16.0 + 16.0
+
+
+def test_stage2_ramp_scales_only_the_terms_stage2_adds():
+  weights = ml_collections.ConfigDict(dict(adversarial=0.01, semantic=2.0, multiscale=4.0,
+                                           attention=8.0, mse=16.0))
+  terms = {"attention": 1.0, "mse": 2.0, "adversarial": 100.0, "multiscale": 4.0, "semantic": 8.0}
+  assert losses.generator_loss(terms, weights, stage2=True, stage2_ramp=0.25) == 40.0 + 0.25 * 33.0
+  assert losses.generator_loss(terms, weights, stage2=True, stage2_ramp=0.0) == 40.0

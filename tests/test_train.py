@@ -295,3 +295,13 @@ def test_single_forward_stage2_step_equals_the_two_step_reference(steps_and_batc
   # Both forms must actually move D (not two no-ops that trivially agree), and by the same amount.
   moved = np.asarray(state.d_params["global_disc"]["logit"]["kernel"]) - d_before["global_disc"]["logit"]["kernel"]
   assert np.max(np.abs(moved)) > 1e-4
+
+
+def test_stage2_terms_ramp_in_linearly(tiny_config):
+  tiny_config.train.stage1_steps = 10
+  tiny_config.train.stage2_rampup_steps = 4
+  steps = Steps(tiny_config)
+  ramp = [float(steps._stage2_ramp(jnp.int32(s))) for s in (9, 10, 11, 13, 20)]
+  assert ramp == [0.0, 0.25, 0.5, 1.0, 1.0]
+  tiny_config.train.stage2_rampup_steps = 0
+  assert Steps(tiny_config)._stage2_ramp(jnp.int32(10)) == 1.0

@@ -85,10 +85,13 @@ STAGE1_TERMS = ("attention", "mse")  # Algorithm 1, stage 1
 STAGE2_TERMS = ("attention", "mse", "multiscale", "adversarial", "semantic")  # Eq. 10
 
 
-def generator_loss(terms: dict, loss_config, stage2: bool):
+def generator_loss(terms: dict, loss_config, stage2: bool, stage2_ramp=1.0):
   """Eq. 10: α L_adv + L_sem + L_mut + L_att + L_mse; stage 1 (Algorithm 1) uses L_att + L_mse only.
 
   Terms a variant does not compute (no attentive module, no GAN, no face parser) are simply absent.
+  `stage2_ramp` ∈ [0, 1] scales the terms that stage 2 adds (L_mut, L_adv, L_sem) while they are
+  being phased in.
   """
   names = STAGE2_TERMS if stage2 else STAGE1_TERMS
-  return sum(getattr(loss_config, name) * terms[name] for name in names if name in terms)
+  return sum(getattr(loss_config, name) * terms[name] * (1.0 if name in STAGE1_TERMS else stage2_ramp)
+             for name in names if name in terms)

@@ -48,18 +48,18 @@ def learning_rate_schedule(peak: float, train_config):
   return peak
 
 
-def make_optimizer(peak_learning_rate: float, train_config) -> optax.GradientTransformation:
-  """Adam (β1, β2 from the config) behind optional global-norm clipping."""
-  adam = optax.adam(learning_rate_schedule(peak_learning_rate, train_config),
-                    b1=train_config.b1, b2=train_config.b2)
+def make_optimizer(peak_learning_rate: float, train_config, b1: float) -> optax.GradientTransformation:
+  """Adam (β2 from the config) behind optional global-norm clipping."""
+  adam = optax.adam(learning_rate_schedule(peak_learning_rate, train_config), b1=b1, b2=train_config.b2)
   if train_config.grad_clip_norm > 0:
     return optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), adam)
   return adam
 
 
 def make_optimizers(config):
-  return (make_optimizer(config.train.g_learning_rate, config.train),
-          make_optimizer(config.train.d_learning_rate, config.train))
+  t = config.train
+  return (make_optimizer(t.g_learning_rate, t, t.b1),
+          make_optimizer(t.d_learning_rate, t, t.get("d_b1", t.b1)))
 
 
 def create_train_state(config, rng: jax.Array) -> TrainState:

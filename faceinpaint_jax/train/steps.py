@@ -130,6 +130,14 @@ class Steps:
                     "nonfinite_total": state.nonfinite_total})
     return state, metrics
 
+  def _stage2_ramp(self, step):
+    """Weight of the stage-2 terms at `step`: rises linearly to 1 over train.stage2_rampup_steps."""
+    t = self.config.train
+    ramp_steps = t.get("stage2_rampup_steps", 0)
+    if not ramp_steps:
+      return 1.0
+    return jnp.clip((step - t.stage1_steps + 1).astype(jnp.float32) / ramp_steps, 0.0, 1.0)
+
   # -- generator alone (stage 1; stage 2 without the GAN; the reference two-forward stage 2) ---------
   def _generator_step(self, state: TrainState, batch: dict, parser_variables, stage2: bool):
     use_gan = stage2 and self.config.train.gan
@@ -138,7 +146,8 @@ class Steps:
       outputs, completed, g_stats = self._generate(g_params, state.g_batch_stats, batch)
       terms = self._generator_terms(outputs, completed, batch, parser_variables, stage2,
                                     state.d_params if use_gan else None, state.d_batch_stats)
-      return losses.generator_loss(terms, self.config.loss, stage2), (terms, g_stats)
+      total = losses.generator_loss(terms, self.config.loss, stage2, self._stage2_ramp(state.step))
+      return total, (terms, g_stats)
 
     (total, (terms, g_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
     return self._apply_generator_update(state, total, grads, g_stats, terms)
@@ -188,7 +197,7 @@ class Steps:
     def loss_fn(generated):
       terms = self._generator_terms(*generated, batch, parser_variables, True, state.d_params,
                                     state.d_batch_stats)
-      return losses.generator_loss(terms, self.config.loss, True), terms
+      return losses.generator_loss(terms, self.config.loss, True, self._stage2_ramp(state.step)), terms
 
     (total, terms), cotangent = jax.value_and_grad(loss_fn, has_aux=True)((outputs, completed))
     (grads,) = pull_back(cotangent)
