@@ -198,6 +198,7 @@ def run(args) -> int:
     rows[label] = {
         "description": description, "overrides": {k: v for k, v in overrides.items()},
         "steps": plan["train.steps"], "stage1_steps": plan["train.stage1_steps"],
+        "seconds_per_iteration": seconds,
         "images_per_sec_stage1": batch / seconds["stage1"], "images_per_sec_stage2": batch / seconds["stage2"],
         "train_seconds": train_s, "images_seen": plan["train.steps"] * batch,
         "psnr_hole": metrics["psnr_hole"], "ssim": metrics["ssim"], "ssim_hole": metrics["ssim_hole"],

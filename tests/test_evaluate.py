@@ -146,3 +146,65 @@ def test_inpaint_keeps_pixels_outside_the_mask_and_rejects_bad_input(trained_wor
            "--output", tmp_path / "bad.png", "--mask", tmp_path / "mask.png")
   assert r.returncode == 2 and "no trained run" in r.stderr
   assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.slow
+def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
+  """Two variants through the runner on the tiny config: equal planned budgets, a table, a grid, and the
+  mask-given baseline evaluated (no attention IoU) and usable by `inpaint` only with a mask."""
+  out = tmp_path / "ablate"
+  result = _run("faceinpaint_jax.ablate", "--config", os.path.join(REPO, "configs", "tiny.py"),
+                "--budget-minutes", 0.05, "--variants", "full,baseline[train.g_learning_rate=1e-3]",
+                "--num", 8, "--rows", 2, "--out", out)
+  assert result.returncode == 0, result.stderr[-3000:]
+  results = json.loads((out / "results.json").read_text())
+  full, baseline = results["variants"]["full"], results["variants"]["baseline[train.g_learning_rate=1e-3]"]
+  assert 0.0 <= full["attention_iou"] <= 1.0 and baseline["attention_iou"] is None
+  assert baseline["overrides"] == {"model.attentive": False, "train.gan": False, "loss.semantic": 0.0,
+                                   "train.g_learning_rate": 1e-3}
+  for row in (full, baseline):
+    assert row["steps"] >= 2 and np.isfinite(row["psnr_hole"]) and row["lpips"] > 0
+    # Planned to the budget: the steps that the measured seconds per iteration fit into 3 s (at least 2).
+    share = row["stage1_steps"] / row["steps"]
+    per_step = share * row["seconds_per_iteration"]["stage1"] + (1 - share) * row["seconds_per_iteration"]["stage2"]
+    assert row["steps"] == 2 or abs(row["steps"] * per_step - 3.0) < 2 * per_step
+  config = json.loads((out / "baseline_train.g_learning_rate_1e-3" / "config.json").read_text())
+  assert config["model"]["attentive"] is False and config["train"]["steps"] == baseline["steps"]
+  table = (out / "results.md").read_text()
+  assert "| full |" in table and "| baseline[train.g_learning_rate=1e-3] |" in table
+  grid = np.asarray(Image.open(out / "grid.png"))
+  assert grid.shape[0] > 0 and (out / "grid_columns.txt").read_text().count(",") == 3
+
+  workdir = out / "baseline_train.g_learning_rate_1e-3"
+  face = decode_image(str(assets.sample_faces_dir() / "000950.jpg"))
+  Image.fromarray(face).save(tmp_path / "photo.png")
+  mask = np.zeros(face.shape[:2], np.uint8)
+  mask[80:130, 60:120] = 255
+  Image.fromarray(mask).save(tmp_path / "mask.png")
+  r = _run("faceinpaint_jax.inpaint", "--workdir", workdir, "--input", tmp_path / "photo.png",
+           "--output", tmp_path / "out.png", "--mask", tmp_path / "mask.png")
+  assert r.returncode == 0, r.stderr[-3000:]
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png"))[mask == 0], face[mask == 0])
+  r = _run("faceinpaint_jax.inpaint", "--workdir", workdir, "--input", tmp_path / "photo.png",
+           "--output", tmp_path / "blind.png")
+  assert r.returncode == 2 and "--mask" in r.stderr and "Traceback" not in r.stderr
+  assert not (tmp_path / "blind.png").exists()
+
+
+def test_ablation_variant_specs():
+  from faceinpaint_jax.ablate import apply_overrides, parse_variants
+  from faceinpaint_jax.cli import UserError
+  from faceinpaint_jax.config import ConfigError, load_config_file
+  variants = parse_variants("full, no_gan[train.b1=0.5;model.norm='group'],baseline")
+  assert [v[0] for v in variants] == ["full", "no_gan[train.b1=0.5;model.norm='group']", "baseline"]
+  assert variants[1][2] == {"train.gan": False, "train.b1": 0.5, "model.norm": "group"}
+  for bad in ("nonsense", "full,full", "full[train.b1]", ""):
+    with pytest.raises(UserError):
+      parse_variants(bad)
+  config = load_config_file(os.path.join(REPO, "configs", "tiny.py"))
+  assert apply_overrides(config, variants[1][2]).model.norm == "group"
+  assert config.model.norm == "batch"  # the base config is not modified
+  with pytest.raises(ConfigError):
+    apply_overrides(config, {"train.stepz": 3})
+  with pytest.raises(ConfigError):
+    apply_overrides(config, {"model.norm": "layer"})
