@@ -168,14 +168,16 @@ def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
     share = row["stage1_steps"] / row["steps"]
     per_step = share * row["seconds_per_iteration"]["stage1"] + (1 - share) * row["seconds_per_iteration"]["stage2"]
     assert row["steps"] == 2 or abs(row["steps"] * per_step - 3.0) < 2 * per_step
-  config = json.loads((out / "baseline_train.g_learning_rate_1e-3" / "config.json").read_text())
+  from faceinpaint_jax.ablate import _dirname
+  workdir = out / _dirname("baseline[train.g_learning_rate=1e-3]")
+  assert workdir.name == "baseline_train.g_learning_rate=1e-3"
+  config = json.loads((workdir / "config.json").read_text())
   assert config["model"]["attentive"] is False and config["train"]["steps"] == baseline["steps"]
   table = (out / "results.md").read_text()
   assert "| full |" in table and "| baseline[train.g_learning_rate=1e-3] |" in table
   grid = np.asarray(Image.open(out / "grid.png"))
   assert grid.shape[0] > 0 and (out / "grid_columns.txt").read_text().count(",") == 3
 
-  workdir = out / "baseline_train.g_learning_rate_1e-3"
   face = decode_image(str(assets.sample_faces_dir() / "000950.jpg"))
   Image.fromarray(face).save(tmp_path / "photo.png")
   mask = np.zeros(face.shape[:2], np.uint8)

@@ -396,17 +396,25 @@ def test_generator_without_non_local_blocks(tiny_config):
 
 
 def test_attention_downsample_gives_full_size_maps(tiny_config):
-  """The attentive module on the 2×-pooled image: maps at full size, a constant input stays constant."""
+  """The attentive module runs on the 2×-average-pooled image; its maps are resized back bilinearly."""
+  import flax.linen as nn
+  from faceinpaint_jax.models.attention import AttentiveRecurrentModule
   tiny_config.model.attention_downsample = 2
   generator = build_generator(tiny_config)
-  size = tiny_config.data.image_size
-  images = jnp.zeros((1, size, size, 3))
-  variables = generator.init(jax.random.key(0), images)
+  size, steps = tiny_config.data.image_size, tiny_config.model.attention_steps
+  images = jax.random.uniform(jax.random.key(0), (2, size, size, 3), minval=-1, maxval=1)
+  variables = generator.init(jax.random.key(1), images)
   out = generator.apply(variables, images)
-  chex.assert_shape(out["attention_maps"], (tiny_config.model.attention_steps, 1, size, size, 1))
-  # Away from the borders (zero padding), a constant image gives a constant map.
-  inner = out["attention_maps"][:, :, 4:-4, 4:-4]
-  assert float(jnp.max(inner) - jnp.min(inner)) < 1e-5
+  chex.assert_shape(out["attention_maps"], (steps, 2, size, size, 1))
+  m = tiny_config.model
+  module = AttentiveRecurrentModule(num_steps=steps, features=m.attention_features,
+                                    num_resblocks=m.attention_resblocks, nonlocal_kv_pool=m.attention_kv_pool)
+  small = module.apply({"params": variables["params"]["attention"],
+                        "batch_stats": variables["batch_stats"]["attention"]},
+                       nn.avg_pool(images, (2, 2), strides=(2, 2)))
+  chex.assert_shape(small, (steps, 2, size // 2, size // 2, 1))
+  expected = jax.image.resize(small, (steps, 2, size, size, 1), method="bilinear")
+  chex.assert_trees_all_close(out["attention_maps"], expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "resize_conv", "transpose"])
@@ -424,3 +432,12 @@ def test_upsample_modes(mode):
     assert float(jnp.abs(rows[0] - rows[1])) > 1e-3
   else:
     assert float(jnp.max(rows) - jnp.min(rows)) < 1e-5
+
+
+def test_attentive_generator_never_reads_the_true_hole_mask(tiny_config):
+  """The paper's model finds the hole itself: the mask the trainer passes along must not change a thing."""
+  generator, _, images, _, g_vars, _ = _tiny_models(tiny_config)
+  size = tiny_config.data.image_size
+  hole = jnp.zeros((3, size, size, 1)).at[:, 4:12, 4:12].set(1.0)
+  apply = jax.jit(generator.apply)
+  chex.assert_trees_all_equal(apply(g_vars, images, hole), apply(g_vars, images, 1.0 - hole))
