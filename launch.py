@@ -4,7 +4,6 @@ Running the same command again resumes from the latest checkpoint in DIR/checkpo
 """
 
 import logging
-import os
 import sys
 
 from absl import flags
@@ -25,7 +24,6 @@ def main(argv) -> int:
     logging.getLogger(noisy).setLevel(logging.WARNING)
   config = _CONFIG.value
 
-  import jax  # after flag parsing, so `--help` and config errors do not pay for the import
 
   from faceinpaint_jax import parallel
   from faceinpaint_jax.assets import AssetError
@@ -33,9 +31,7 @@ def main(argv) -> int:
   from faceinpaint_jax.data import SourceError
   from faceinpaint_jax.train.loop import train_and_evaluate
 
-  cache_dir = config.train.get("compilation_cache_dir", "") or os.path.join(
-      os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "faceinpaint_jax", "jax_compilation_cache")
-  jax.config.update("jax_compilation_cache_dir", cache_dir)
+  cli.use_compilation_cache(config)
   try:
     if config.get("task") == "parser":
       from faceinpaint_jax.parser.train import train_parser

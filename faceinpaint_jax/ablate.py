@@ -161,9 +161,9 @@ def run(args) -> int:
   out.mkdir(parents=True, exist_ok=True)
   budget_s = args.budget_minutes * 60.0
   import jax
-  cache_dir = base.train.get("compilation_cache_dir", "") or os.path.join(
-      os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "faceinpaint_jax", "jax_compilation_cache")
-  jax.config.update("jax_compilation_cache_dir", cache_dir)
+
+  from faceinpaint_jax.cli import use_compilation_cache
+  use_compilation_cache(base)
 
   results_path = out / "results.json"
   results = json.loads(results_path.read_text()) if results_path.exists() else {}

@@ -21,6 +21,17 @@ def fail(message: str, code: int = USER_ERROR_EXIT):
   sys.exit(code)
 
 
+def use_compilation_cache(config) -> None:
+  """Point XLA's persistent compilation cache at `train.compilation_cache_dir` (default under ~/.cache),
+  so a resumed run, or a training run after the ablation runner timed it, skips the compile."""
+  import os
+
+  import jax
+  cache_dir = config.train.get("compilation_cache_dir", "") or os.path.join(
+      os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "faceinpaint_jax", "jax_compilation_cache")
+  jax.config.update("jax_compilation_cache_dir", cache_dir)
+
+
 def define_config_flag():
   return config_flags.DEFINE_config_file("config", None, "config file with get_config()", lock_config=True)
 
