@@ -27,9 +27,11 @@ def main(argv) -> int:
 
   from faceinpaint_jax import parallel
   from faceinpaint_jax.assets import AssetError
+  from faceinpaint_jax.checkpoint import CheckpointCorrupt
   from faceinpaint_jax.config import ConfigError
   from faceinpaint_jax.data import SourceError
   from faceinpaint_jax.train.loop import train_and_evaluate
+  from faceinpaint_jax.train.workdir import WorkdirError
 
   cli.use_compilation_cache(config)
   try:
@@ -38,7 +40,7 @@ def main(argv) -> int:
       return train_parser(config, FLAGS.workdir)
     parallel.initialize_distributed(config.parallel)
     return train_and_evaluate(config, FLAGS.workdir)
-  except (SourceError, AssetError, ConfigError) as e:
+  except (SourceError, AssetError, ConfigError, WorkdirError, CheckpointCorrupt) as e:
     cli.fail(str(e).splitlines()[0])
 
 

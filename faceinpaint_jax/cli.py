@@ -52,7 +52,7 @@ def parse_flags(argv, config_flag):
   except flags.Error as e:
     fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
   except (AttributeError, KeyError) as e:  # ml_collections: an override naming a key that does not exist
-    fail(f"unknown config key in an override: {str(e).strip(chr(34) + chr(39))}")
+    fail(f"unknown config key in an override: {_unknown_key_message(e)}")
   except Exception as e:  # an exception raised while executing the config file
     fail(f"could not load the config: {type(e).__name__}: {e}")
   try:
@@ -74,6 +74,13 @@ def parse_flags(argv, config_flag):
   except ConfigError as e:
     fail(str(e))
   return rest
+
+
+def _unknown_key_message(error: BaseException) -> str:
+  """ml_collections' "'stepz'\nDid you mean …" as one line, without the repr quoting KeyError adds."""
+  text = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+  text = text.replace("\\n", "\n").replace("\\'", "'")  # nested keys arrive repr()-escaped once more
+  return " ".join(part.strip() for part in text.splitlines() if part.strip()).replace("'", "")
 
 
 def _first_error_line(error: BaseException) -> str:

@@ -55,7 +55,7 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
   from tqdm import tqdm
 
   from faceinpaint_jax import baselines, metrics
-  from faceinpaint_jax.checkpoint import load_generator
+  from faceinpaint_jax.checkpoint import CheckpointCorrupt, load_generator
   from faceinpaint_jax.data import InputPipeline
   from faceinpaint_jax.data import masks as masks_lib
   from faceinpaint_jax.data.preprocess import to_uint8
@@ -64,7 +64,7 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
 
   try:
     config, g_vars, step = load_generator(workdir, step)
-  except FileNotFoundError as e:
+  except (FileNotFoundError, CheckpointCorrupt) as e:
     raise UserError(str(e)) from None
   config.unlock()
   config.data.source = data

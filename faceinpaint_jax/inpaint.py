@@ -71,14 +71,14 @@ def poisson_blend(original: np.ndarray, filled: np.ndarray, mask: np.ndarray) ->
 
 
 class Inpainter:
-  def __init__(self, workdir: str, threshold: float = 0.5):
+  def __init__(self, workdir: str, threshold: float = 0.5, step: int | None = None):
     import jax
 
-    from faceinpaint_jax.checkpoint import load_generator
+    from faceinpaint_jax.checkpoint import CheckpointCorrupt, load_generator
     from faceinpaint_jax.models import build_generator
     try:
-      self.config, self.variables, self.step = load_generator(workdir)
-    except FileNotFoundError as e:
+      self.config, self.variables, self.step = load_generator(workdir, step)
+    except (FileNotFoundError, CheckpointCorrupt) as e:
       raise UserError(str(e)) from None
     self.size = int(self.config.data.image_size)
     self.threshold = threshold
@@ -150,7 +150,7 @@ def run(args) -> int:
     if mask is not None:
       _check_hole(mask, f"the mask {mask_path}")
     loaded.append((photo, mask, out_path, att_path))
-  inpainter = Inpainter(args.workdir, args.threshold)
+  inpainter = Inpainter(args.workdir, args.threshold, args.step)
   results = [(inpainter(photo, mask, args.blend), out_path, att_path)
              for photo, mask, out_path, att_path in loaded]
   for (result, attention, _), out_path, att_path in results:
@@ -171,6 +171,7 @@ def main(argv=None) -> int:
   ap.add_argument("--blend", choices=("none", "poisson"), default="none")
   ap.add_argument("--threshold", type=float, default=0.5, help="A_N threshold in mask-free mode")
   ap.add_argument("--save-attention", default=None, help="write A_N as a grey PNG (a folder for folder input)")
+  ap.add_argument("--step", type=int, default=None, help="a kept checkpoint step (default: the latest)")
   args = ap.parse_args(argv)
   try:
     return run(args)

@@ -112,10 +112,15 @@ def test_free_form_and_png_masks(tmp_path):
 
 
 def test_mean_fill():
-  image = np.full((8, 8, 3), 0.25, np.float32)
+  """The hole takes the mean colour of the known pixels (per channel); known pixels stay as they were."""
+  image = np.random.default_rng(0).uniform(0, 1, (8, 8, 3)).astype(np.float32)
   mask = masks_lib.rectangle_mask(8, 2, 2, 3, 3)
   damaged = masks_lib.damage(image, mask, "mean")
-  np.testing.assert_allclose(damaged, 0.25)
+  known = mask[..., 0] < 0.5
+  expected = image[known].mean(axis=0)
+  np.testing.assert_allclose(damaged[~known], np.broadcast_to(expected, (9, 3)), rtol=1e-6)
+  np.testing.assert_array_equal(damaged[known], image[known])
+  assert not np.allclose(expected, image[~known].mean(axis=0), atol=1e-3)  # not the hole's own mean
 
 
 def _write_mixed_folder(root):

@@ -15,8 +15,13 @@ def test_hole_mse_eq5():
   mask = jnp.array([[[1.0], [0.0]], [[0.0], [1.0]]])[None]
   # (1² + 4²) / 2 hole elements
   chex.assert_trees_all_close(losses.hole_mse(completion, jnp.zeros_like(completion), mask), 8.5)
-  rgb = jnp.ones((1, 2, 2, 3))
-  chex.assert_trees_all_close(losses.hole_mse(rgb, jnp.zeros_like(rgb), mask), 1.0)
+  # RGB with errors that differ in and out of the hole and between channels: the mean runs over the
+  # 2 hole pixels × 3 channels only. Normalising by the whole image would give 13/12 (masked) or
+  # 52/12 (unmasked) instead of 13/6.
+  errors = jnp.array([[[1.0, 2.0, 0.0], [2.0, 2.0, 2.0]], [[3.0, 3.0, 3.0], [0.0, 2.0, 2.0]]])[None]
+  ground_truth = jnp.linspace(-1, 1, 12).reshape(1, 2, 2, 3)
+  chex.assert_trees_all_close(losses.hole_mse(ground_truth + errors, ground_truth, mask),
+                              (1 + 4 + 0 + 0 + 4 + 4) / 6, rtol=1e-6)
 
 
 def test_attention_loss_eq6():
@@ -31,9 +36,13 @@ def test_attention_loss_eq6():
 
 def test_multiscale_loss_eq8():
   gt = jnp.full((1, 4, 4, 3), 0.5)
-  outputs = [jnp.zeros((1, 1, 1, 3)), jnp.zeros((1, 2, 2, 3)), jnp.zeros((1, 4, 4, 3))]
-  expected = 0.75 ** 2 * 0.25 + 0.75 * 0.25 + 1.0 * 0.25
-  chex.assert_trees_all_close(losses.multiscale_loss(outputs, gt, lam=0.75), expected)
+  # A different error at each scale (1/4: 0.5, 1/2: 0.25, full: 0.125 per element): the weights
+  # λ², λ, 1 in this order give a different sum than any other assignment.
+  outputs = [jnp.zeros((1, 1, 1, 3)), jnp.full((1, 2, 2, 3), 0.25), jnp.full((1, 4, 4, 3), 0.375)]
+  expected = 0.75 ** 2 * 0.25 + 0.75 * 0.0625 + 1.0 * 0.015625
+  reversed_weights = 1.0 * 0.25 + 0.75 * 0.0625 + 0.75 ** 2 * 0.015625
+  assert abs(expected - reversed_weights) > 0.05
+  chex.assert_trees_all_close(losses.multiscale_loss(outputs, gt, lam=0.75), expected, rtol=1e-6)
   gt = jnp.array([[0.0, 2.0], [4.0, 6.0]])[None, :, :, None]
   np.testing.assert_allclose(losses.downsample_to(gt, 1), 3.0)  # box average
 

@@ -230,3 +230,24 @@ def test_parser_training_on_a_tiny_celebamask_hq_tree(parser_variables, tmp_path
   assert 0.0 < lines[-1]["miou"] <= 1.0 and all(np.isfinite(l["loss"]) for l in lines[1:])
   reloaded = load_parser_variables(str(workdir / "parser.npz"))
   chex.assert_trees_all_equal_shapes(reloaded, parser_variables)
+
+
+@pytest.mark.slow
+def test_crafted_pth_given_to_the_clis_is_refused_in_one_line(tmp_path):
+  """`parse --weights` and `--config.loss.parser_weights`: nothing runs, one line, exit 2."""
+  marker = tmp_path / "pwned"
+  evil = tmp_path / "evil.pth"
+  _write_legacy(evil, {}, payload=_malicious_payload(marker))
+  face = str(assets.sample_faces_dir() / "000901.jpg")
+  commands = [
+      [sys.executable, "-m", "faceinpaint_jax.parse", "--input", face, "--output", str(tmp_path / "p.png"),
+       "--weights", str(evil)],
+      [sys.executable, "launch.py", "--config", "configs/tiny.py", "--workdir", str(tmp_path / "run"),
+       "--config.loss.semantic=1.0", f"--config.loss.parser_weights={evil}"],
+  ]
+  for command in commands:
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.startswith(f"error: refusing the face parser weights {evil}") and "os.system" in result.stderr
+  assert not marker.exists() and not (tmp_path / "p.png").exists()

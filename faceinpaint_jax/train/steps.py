@@ -45,9 +45,12 @@ def _select(ok, new, old):
   return jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, old)
 
 
-def _count_nonfinite(state: TrainState, ok) -> dict:
-  return dict(nonfinite_in_a_row=jnp.where(ok, 0, state.nonfinite_in_a_row + 1),
-              nonfinite_total=state.nonfinite_total + jnp.where(ok, 0, 1))
+def _count_nonfinite(state: TrainState, ok, network: str) -> dict:
+  """The skip counters of `network` ("g" or "d") after an update that was finite iff `ok`."""
+  in_a_row = getattr(state, f"{network}_nonfinite_in_a_row")
+  total = getattr(state, f"{network}_nonfinite_total")
+  return {f"{network}_nonfinite_in_a_row": jnp.where(ok, 0, in_a_row + 1),
+          f"{network}_nonfinite_total": total + jnp.where(ok, 0, 1)}
 
 
 class Steps:
@@ -123,11 +126,11 @@ class Steps:
         g_opt_state=_select(ok, g_opt_state, state.g_opt_state),
         g_batch_stats=_select(ok, g_stats, state.g_batch_stats),
         rng=new_rng,
-        **_count_nonfinite(state, ok))
+        **_count_nonfinite(state, ok, "g"))
     metrics = {f"g/{k}": v for k, v in terms.items()}
     metrics.update({"g/total": total, "g/grad_norm": optax.tree.norm(grads), "g/finite": ok,
-                    "nonfinite_in_a_row": state.nonfinite_in_a_row,
-                    "nonfinite_total": state.nonfinite_total})
+                    "g/nonfinite_in_a_row": state.g_nonfinite_in_a_row,
+                    "g/nonfinite_total": state.g_nonfinite_total})
     return state, metrics
 
   def _stage2_ramp(self, step):
@@ -177,8 +180,10 @@ class Steps:
         d_params=_select(ok, d_params, state.d_params),
         d_opt_state=_select(ok, d_opt_state, state.d_opt_state),
         d_batch_stats=_select(ok, stats, state.d_batch_stats),
-        **_count_nonfinite(state, ok))
-    return state, {"d/total": total, "d/grad_norm": optax.tree.norm(grads), "d/finite": ok, **terms}
+        **_count_nonfinite(state, ok, "d"))
+    return state, {"d/total": total, "d/grad_norm": optax.tree.norm(grads), "d/finite": ok,
+                   "d/nonfinite_in_a_row": state.d_nonfinite_in_a_row,
+                   "d/nonfinite_total": state.d_nonfinite_total, **terms}
 
   def _discriminator_step(self, state: TrainState, batch: dict):
     # G runs in train mode as in the G step, but its BatchNorm updates are not kept: one update per step.
