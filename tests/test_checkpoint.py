@@ -27,8 +27,8 @@ from faceinpaint_jax.train.workdir import WorkdirError, WorkdirLock, remove_inte
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TINY = str(REPO / "configs" / "tiny.py")
-# Five steps across the stage switch, a checkpoint after every step, all of them kept.
-TRAIN = dict(steps=5, stage1_steps=2, checkpoint_every=1, keep_checkpoints=10)
+# Eight steps across the stage switch, a checkpoint after every step, all of them kept.
+TRAIN = dict(steps=8, stage1_steps=3, checkpoint_every=1, keep_checkpoints=10)
 
 
 def _config(**train):
@@ -235,13 +235,22 @@ def test_kill_9_at_random_moments_and_during_a_save_then_the_run_ends_bitwise_eq
   died = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
   assert died.returncode == -signal.SIGKILL, died.stderr[-2000:]
   assert checkpoint.kept_steps(str(workdir))[-1] <= 3
+  print(f"killed in the save of step 3; kept steps {checkpoint.kept_steps(str(workdir))}, "
+        f"unfinished saves {[p.name for p in (workdir / 'checkpoints').glob('*tmp*')]}")
 
+  # Then at random moments of training: after a random one of the next steps is saved, a random
+  # fraction of a step later (a step of the tiny config takes ~0.1 s, a save about as long).
   rng = random.Random(0)
   for _ in range(3):
+    latest = checkpoint.kept_steps(str(workdir))[-1]
+    target = min(latest + rng.randint(1, 2), TRAIN["steps"] - 1)
     run = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(rng.uniform(1.0, 9.0))  # from importing jax to saving the last step
+    _wait_for(lambda: (workdir / "checkpoints" / str(target)).is_dir(), 120, f"step {target}")
+    time.sleep(rng.uniform(0.0, 0.3))
     run.send_signal(signal.SIGKILL)
-    run.wait()
+    assert run.wait() == -signal.SIGKILL  # killed while still training, not after finishing
+    print(f"killed after step {target}; kept steps {checkpoint.kept_steps(str(workdir))}, "
+          f"unfinished saves {[p.name for p in (workdir / 'checkpoints').glob('*tmp*')]}")
   final = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
   assert final.returncode == 0, final.stderr[-2000:]
   _assert_same_digests(workdir, straight)
