@@ -98,6 +98,16 @@ def test_flipped_bytes_in_weights_and_adam_moments_are_caught_and_training_resum
   assert "\n" not in str(refused.value)
   _, variables, step = load_generator(str(workdir), 2)
   assert step == 2
+  from faceinpaint_jax import evaluate, inpaint
+  capsys.readouterr()
+  assert evaluate.main(["--workdir", str(workdir), "--out", str(tmp_path / "eval")]) == 2
+  from PIL import Image
+  Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "photo.png")
+  assert inpaint.main(["--workdir", str(workdir), "--input", str(tmp_path / "photo.png"),
+                       "--output", str(tmp_path / "out.png")]) == 2
+  errors = capsys.readouterr().err.splitlines()
+  assert len(errors) == 2 and all(e.startswith("error: checkpoint step 3: g_params/") for e in errors), errors
+  assert not (tmp_path / "out.png").exists()
   assert checkpoint.main(["verify", str(workdir)]) == 1
   report = capsys.readouterr().out
   assert "step 2: ok" in report and "step 3: FAILED" in report
