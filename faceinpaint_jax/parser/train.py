@@ -107,11 +107,20 @@ def mean_iou(confusion: np.ndarray) -> float:
 
 
 def train_parser(config, workdir: str) -> int:
+  """Fine-tune the parser; like the inpainting trainer it holds WORKDIR's lock and resumes from the
+  newest checkpoint that verifies."""
+  from faceinpaint_jax.train.workdir import WorkdirLock
+  validate(config)
+  with WorkdirLock(workdir):
+    return _train_parser(config, workdir)
+
+
+def _train_parser(config, workdir: str) -> int:
   from faceinpaint_jax.checkpoint import Checkpointer
   from faceinpaint_jax.parser.weights import _flatten, load_parser_variables
+  from faceinpaint_jax.train.workdir import remove_interrupted_saves
 
-  validate(config)
-  os.makedirs(workdir, exist_ok=True)
+  remove_interrupted_saves(os.path.join(workdir, "checkpoints"))
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   pairs = find_pairs(config.data.root)
@@ -127,10 +136,11 @@ def train_parser(config, workdir: str) -> int:
   state = {"step": jnp.zeros((), jnp.int32), "params": variables["params"],
            "batch_stats": variables["batch_stats"], "opt_state": tx.init(variables["params"])}
   checkpointer = Checkpointer(workdir, config.train.keep_checkpoints)
-  start = checkpointer.latest_step() or 0
+  start, restored, _ = checkpointer.restore_latest_intact(jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.asarray(x).dtype), state))
+  start = start or 0
   if start:
-    state, _ = checkpointer.restore(start, jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.asarray(x).dtype), state))
+    state = restored
 
   @jax.jit
   def train_step(state, images, labels):
