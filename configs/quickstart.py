@@ -42,11 +42,11 @@ def get_config():
   config.loss.semantic = 0.1
   config.loss.semantic_images = 2  # the 128² face parser on 2 of the 16 faces per step
   config.train.batch_size = 16
-  config.train.steps = 2400
-  # 400 stage-2 steps: the first few hundred bring LPIPS down (0.130 → 0.117 over 400 steps), after that
+  config.train.steps = 2800
+  # 500 stage-2 steps: the first few hundred bring LPIPS down (0.130 → 0.117 over 400 steps), after that
   # the discriminators pull ahead and every metric degrades (a 2,800-step run with 840 stage-2 steps
   # ended at 16.78 dB / 0.1238; docs/RESULTS.md).
-  config.train.stage1_steps = 2000
+  config.train.stage1_steps = 2300
   # Stage 2's losses arrive over 100 steps instead of at once: switched on at full weight they
   # raised the hole MSE from 0.077 to 0.130 in the first 50 steps.
   config.train.stage2_rampup_steps = 100
@@ -57,7 +57,7 @@ def get_config():
   config.train.ema_decay = 0.99
   config.train.schedule = "cosine"
   config.train.warmup_steps = 20
-  config.train.decay_steps = 2400  # fixed, so `--config.train.steps=N` runs share one schedule
+  config.train.decay_steps = 2800  # fixed, so `--config.train.steps=N` runs share one schedule
   config.train.checkpoint_every = 400
   config.train.log_every = 50
   config.train.sample_every = 400
