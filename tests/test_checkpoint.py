@@ -263,6 +263,7 @@ def test_kill_9_at_random_moments_and_during_a_save_then_the_run_ends_bitwise_eq
           f"unfinished saves {[p.name for p in (workdir / 'checkpoints').glob('*tmp*')]}")
   final = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
   assert final.returncode == 0, final.stderr[-2000:]
+  assert "note: removed 1 unfinished checkpoint save(s) left by an interrupted run" in final.stderr
   _assert_same_digests(workdir, straight)
   assert not list((workdir / "checkpoints").glob("*tmp*"))
 
