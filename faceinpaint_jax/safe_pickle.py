@@ -1,10 +1,13 @@
-"""Safe readers for pickled weights: PyTorch checkpoints (legacy and zip) and pickled numpy trees.
+"""Safe readers for pickled weights: PyTorch checkpoints (legacy and zip), TorchScript archives' tensors
+and pickled numpy trees.
 
 A pickle runs whatever the file asks it to, so a general unpickler must never see a downloaded or
 user-supplied weights file. These unpicklers resolve only the globals their format needs — for torch
 state dicts `collections.OrderedDict`, the tensor rebuild functions and the typed storage classes, mapped
-to harmless stand-ins written here; for numpy trees numpy's array reconstruction — and refuse every other
-global before it can be called. Nothing from `torch` is imported.
+to harmless stand-ins written here; for TorchScript archives also the scripted modules' classes
+(`__torch__.*`), each mapped to an inert record of its attributes, so the archive's code is never run;
+for numpy trees numpy's array reconstruction — and refuse every other global before it can be called.
+Nothing from `torch` is imported.
 """
 
 from __future__ import annotations
@@ -196,6 +199,70 @@ def _load_zip(path) -> dict:
     with archive.open(pkl) as f:
       result = _RestrictedUnpickler(io.BytesIO(f.read()), {}, storage).load()
   return _materialize(result)
+
+
+class ScriptObject:
+  """Stand-in for a scripted module's class in a TorchScript archive: only its pickled attributes."""
+  type_name = "ScriptObject"
+
+  def __setstate__(self, state):
+    if not isinstance(state, dict):
+      raise UnsafeCheckpointError("refusing to load: a scripted module's state is not a dict")
+    self.__dict__.update(state)
+
+
+class _TorchScriptUnpickler(_RestrictedUnpickler):
+  what = "a TorchScript archive's tensors"
+
+  def find_class(self, module, name):
+    if module.startswith("__torch__.") or module == "__torch__":
+      # A fresh inert subclass per scripted class: pickle can only create it and set its attributes.
+      return type(name, (ScriptObject,), {"type_name": f"{module}.{name}"})
+    if (module, name) == ("torch.jit._pickle", "build_intlist"):
+      return list
+    return super().find_class(module, name)
+
+
+def _flatten_script_object(obj, prefix: str, out: dict) -> None:
+  for key, value in vars(obj).items():
+    name = f"{prefix}{key}"
+    if isinstance(value, _LazyTensor):
+      out[name] = value.materialize()
+    elif isinstance(value, ScriptObject):
+      _flatten_script_object(value, name + ".", out)
+
+
+def load_torchscript_tensors(path) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+  """({dotted name: array}, {dotted name: attribute}) of a TorchScript archive's module tree, read from
+  its data.pkl without running any of its code. The second dict holds the plain attributes (ints,
+  lists, bools: strides, paddings) by the same dotted names, so a re-implementation can check them."""
+  with zipfile.ZipFile(path) as archive:
+    pkl = next((n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+    if pkl is None:
+      raise pickle.UnpicklingError("zip file has no data.pkl: not a TorchScript archive")
+    prefix = pkl[: -len("data.pkl")]
+
+    def storage(key, dtype, pid):
+      s = _Storage(dtype, int(pid[4]))
+      s.array = np.frombuffer(archive.read(f"{prefix}data/{key}"), dtype=s.dtype)
+      return s
+
+    root = _TorchScriptUnpickler(io.BytesIO(archive.read(pkl)), {}, storage).load()
+  if not isinstance(root, ScriptObject):
+    raise pickle.UnpicklingError(f"expected a scripted module, found {type(root).__name__}")
+  tensors: dict[str, np.ndarray] = {}
+  _flatten_script_object(root, "", tensors)
+  attributes: dict[str, object] = {}
+
+  def plain(obj, prefix):
+    for key, value in vars(obj).items():
+      if isinstance(value, ScriptObject):
+        plain(value, f"{prefix}{key}.")
+      elif isinstance(value, (int, float, bool, list, tuple, str)) and not isinstance(value, _LazyTensor):
+        attributes[f"{prefix}{key}"] = value
+
+  plain(root, "")
+  return tensors, attributes
 
 
 def load_state_dict(path) -> dict:

@@ -102,15 +102,30 @@ class InputPipeline:
     raise RuntimeError(f"{MAX_REPLACEMENTS} unreadable images in a row around {self.split.key(index)}")
 
   def example(self, step: int, position: int) -> dict[str, np.ndarray]:
+    if not self.training:
+      return self.evaluation_example(self.example_index(step, position))
     index, rgb = self._load(self.example_index(step, position))
-    if self.training:
-      rng = np.random.default_rng([self.seed, step, position])
-      if self.data_config.random_flip and rng.random() < 0.5:
-        rgb = rgb[:, ::-1]
-      hole_mask = masks_lib.training_mask(rng, self.image_size, self.data_config)
+    rng = np.random.default_rng([self.seed, step, position])
+    if self.data_config.random_flip and rng.random() < 0.5:
+      rgb = rgb[:, ::-1]
+    return self._damaged(index, rgb, masks_lib.training_mask(rng, self.image_size, self.data_config))
+
+  def evaluation_example(self, index: int, hole_side: int | None = None) -> dict[str, np.ndarray]:
+    """Image `index` of the split with its protocol hole — seeded by (seed, index), so every method and
+    every run sees the same one — or, with `hole_side` (px at 128×128), a centred square of that side."""
+    index, rgb = self._load(index)
+    if hole_side is not None:
+      hole_mask = masks_lib.centered_square(self.image_size, masks_lib.scaled(hole_side, self.image_size))
     else:
       rng = np.random.default_rng([self.seed, 0xE7A1, index])
       hole_mask = masks_lib.protocol_mask(self.protocol, rng, self.image_size, index)
+    return self._damaged(index, rgb, hole_mask)
+
+  def evaluation_batch(self, indices, hole_side: int | None = None) -> dict[str, np.ndarray]:
+    return self._collate([f.result() for f in [self._pool.submit(self.evaluation_example, int(i), hole_side)
+                                               for i in indices]])
+
+  def _damaged(self, index: int, rgb: np.ndarray, hole_mask: np.ndarray) -> dict[str, np.ndarray]:
     image = to_model_range(rgb)
     return {
         "image": image,

