@@ -192,7 +192,7 @@ def run(args) -> int:
       raise UserError(f"variant {label}: training exited with code {code} ({' '.join(command)})")
     print(f"[{label}] trained in {train_s:.0f} s (compile included); evaluating ...", flush=True)
     report = evaluate(str(workdir), args.data, "center", args.num, str(workdir / "eval"),
-                      cache_dir=config.data.cache_dir)
+                      cache_dir=config.data.cache_dir, fid=not args.no_fid)
     metrics = report["methods"][MODEL]
     batch = config.train.batch_size
     rows[label] = {
@@ -203,6 +203,7 @@ def run(args) -> int:
         "train_seconds": train_s, "images_seen": plan["train.steps"] * batch,
         "psnr_hole": metrics["psnr_hole"], "ssim": metrics["ssim"], "ssim_hole": metrics["ssim_hole"],
         "lpips": metrics["lpips"], "psnr": metrics["psnr"], "attention_iou": report["attention_iou"],
+        "fid": metrics.get("fid"), "kid": metrics.get("kid"), "kid_std": metrics.get("kid_std"),
         "telea_psnr_hole": report["methods"]["opencv_telea"]["psnr_hole"]
         if "opencv_telea" in report["methods"] else None,
     }
@@ -223,13 +224,14 @@ def markdown(results: dict) -> str:
   m = results["machine"]
   lines = [f"Budget {results['budget_minutes']} min of training per variant; config `{results['config']}`; "
            f"{m['backend']} ({m['device']}, {m['cpu_count']} cores).", "",
-           "| variant | hole PSNR | SSIM | SSIM hole | LPIPS | attention IoU | img/s stage 1 | img/s stage 2 "
-           "| steps (stage 1) | images seen |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| variant | hole PSNR | SSIM | SSIM hole | LPIPS | KID | attention IoU | img/s stage 1 "
+           "| img/s stage 2 | steps (stage 1) | images seen |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
   for label, r in results["variants"].items():
     iou = "—" if r["attention_iou"] is None else f"{r['attention_iou']:.3f}"
+    kid = "—" if r.get("kid") is None else f"{r['kid']:.4f} ± {r['kid_std']:.4f}"
     lines.append(f"| {label} | {r['psnr_hole']:.2f} | {r['ssim']:.4f} | {r['ssim_hole']:.4f} | {r['lpips']:.4f} "
-                 f"| {iou} | {r['images_per_sec_stage1']:.1f} | {r['images_per_sec_stage2']:.1f} "
+                 f"| {kid} | {iou} | {r['images_per_sec_stage1']:.1f} | {r['images_per_sec_stage2']:.1f} "
                  f"| {r['steps']} ({r['stage1_steps']}) | {r['images_seen']} |")
   lines += ["", "Variants:", ""]
   lines += [f"- `{label}`: {r['description']}" for label, r in results["variants"].items()]
@@ -262,6 +264,7 @@ def main(argv=None) -> int:
   ap.add_argument("--num", type=int, default=100)
   ap.add_argument("--rows", type=int, default=8, help="faces in the comparison grid")
   ap.add_argument("--verbose", action="store_true", help="show each training run's log")
+  ap.add_argument("--no-fid", action="store_true", help="skip FID/KID in each variant's evaluation")
   ap.add_argument("--time-only", action="store_true", help="print each variant's s/iteration and stop")
   args = ap.parse_args(argv)
   if not math.isfinite(args.budget_minutes) or args.budget_minutes <= 0:

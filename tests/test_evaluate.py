@@ -87,30 +87,103 @@ def _run(module, *args):
   return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, cwd=REPO)
 
 
+def _sk_image_means(out, report, method, suffix=""):
+  """Mean PSNR and SSIM of a method's saved completions by scikit-image, straight from the PNGs."""
+  psnrs, ssims = [], []
+  for image_id in report["image_ids"]:
+    stem = os.path.splitext(image_id)[0]
+    load = lambda d, s: np.asarray(Image.open(out / "completions" / d / f"{stem}{s}.png"), np.float64) / 255
+    got, truth = load(method, suffix), load("ground_truth", "")
+    psnrs.append(peak_signal_noise_ratio(truth, got, data_range=1.0))
+    ssims.append(_sk_ssim(got, truth))
+  return np.mean(psnrs), np.mean(ssims)
+
+
 @pytest.mark.slow
 def test_evaluate_report_agrees_with_scikit_image_on_the_saved_pngs(trained_workdir, tmp_path):
+  from faceinpaint_jax.data import make_source
+  from faceinpaint_jax.evaluate import select_images
   out = tmp_path / "eval"
   result = _run("faceinpaint_jax.evaluate", "--workdir", trained_workdir, "--data", "sample", "--protocol",
                 "center", "--num", 12, "--batch", 4, "--out", out)
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads((out / "report.json").read_text())
   assert report["num_images"] == 12 and len(report["image_ids"]) == 12
+  # A seeded random choice of 12 of the 100 test faces, not the first 12.
+  from faceinpaint_jax.config import load_config_file
+  split = make_source(load_config_file(os.path.join(REPO, "configs", "tiny.py")).data).split("test")
+  assert report["image_ids"] == [split.key(int(i)) for i in select_images(100, 12, seed=0)]
+  assert report["image_ids"] != [split.key(i) for i in range(12)]
+  assert "12 of 100 chosen at random with seed 0" in (out / "report.md").read_text()
   assert set(report["methods"]) == {"this_model", "mean_fill", "opencv_telea", "opencv_navier_stokes"}
   assert 0.0 <= report["attention_iou"] <= 1.0 and report["data_range"] == "[0, 1]"
   assert (out / "report.md").exists() and (out / "grid.png").exists()
   for method in ("this_model", "opencv_telea"):
-    psnrs, ssims = [], []
-    for image_id in report["image_ids"]:
-      stem = os.path.splitext(image_id)[0]
-      load = lambda d: np.asarray(Image.open(out / "completions" / d / f"{stem}.png"), np.float64) / 255
-      got, truth = load(method), load("ground_truth")
-      psnrs.append(peak_signal_noise_ratio(truth, got, data_range=1.0))
-      ssims.append(_sk_ssim(got, truth))
-    assert abs(np.mean(psnrs) - report["methods"][method]["psnr"]) < 0.05
-    assert abs(np.mean(ssims) - report["methods"][method]["ssim"]) < 0.002
+    psnr, ssim = _sk_image_means(out, report, method)
+    assert abs(psnr - report["methods"][method]["psnr"]) < 0.05
+    assert abs(ssim - report["methods"][method]["ssim"]) < 0.002
+  # FID and KID for every method against the ground truth, each defined in the report.
+  for method, row in report["methods"].items():
+    assert np.isfinite(row["fid"]) and row["fid"] > 0 and np.isfinite(row["kid"]) and row["kid_std"] >= 0, method
+  assert report["kid_subset_size"] == 6
+  text = (out / "report.md").read_text()
+  assert "| FID | KID |" in text and all(f"- **{k}**:" in text for k in ("fid", "kid", "lpips hole", "ssim hole"))
   # The center protocol at 32×32 is a 16×16 hole in the middle, identical for every method.
   mask = np.asarray(Image.open(out / "completions" / "masks" / f"{os.path.splitext(report['image_ids'][0])[0]}.png"))
   assert mask.sum() == 16 * 16 * 255 and mask[8:24, 8:24].all()
+
+
+@pytest.mark.slow
+def test_growing_protocol_runs_every_image_at_every_hole_size(trained_workdir, tmp_path):
+  from faceinpaint_jax.data.masks import GROWING_SIZES
+  out = tmp_path / "eval"
+  result = _run("faceinpaint_jax.evaluate", "--workdir", trained_workdir, "--protocol", "growing", "--num", 4,
+                "--batch", 4, "--no-fid", "--out", out)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads((out / "report.json").read_text())
+  assert list(report["by_hole_size"]) == [str(s) for s in GROWING_SIZES] and report["num_images"] == 4
+  stem = os.path.splitext(report["image_ids"][0])[0]
+  for side in GROWING_SIZES:  # the same faces at each size, a centred square of side·32/128 px
+    px = side * 32 // 128
+    mask = np.asarray(Image.open(out / "completions" / "masks" / f"{stem}_hole{side}.png")) > 127
+    top = (32 - px) // 2
+    assert mask.sum() == px * px and mask[top:top + px, top:top + px].all()
+    psnr, _ = _sk_image_means(out, report, "opencv_telea", f"_hole{side}")
+    assert abs(psnr - report["by_hole_size"][str(side)]["opencv_telea"]["psnr"]) < 0.05
+  # Larger holes are harder for every method; the overall row is the mean over sizes.
+  for method in report["methods"]:
+    by_size = [report["by_hole_size"][str(s)][method]["psnr"] for s in GROWING_SIZES]
+    assert by_size[0] > by_size[-1], method
+    np.testing.assert_allclose(report["methods"][method]["psnr"], np.mean(by_size), rtol=1e-6)
+  text = (out / "report.md").read_text()
+  assert text.count("### Hole ") == len(GROWING_SIZES) and "FID" not in text.split("Definitions")[0]
+  plot = np.asarray(Image.open(out / "growing.png"))
+  assert plot.shape[0] > 200 and plot.shape[1] > 600 and plot.std() > 10
+
+
+def test_lpips_hole_box_covers_the_hole_grown_to_the_minimum_and_a_multiple_of_8():
+  from faceinpaint_jax.metrics import hole_box
+  hole = np.zeros((64, 64, 1), np.float32)
+  hole[16:48, 16:48] = 1
+  assert hole_box(hole) == (16, 16, 32, 32)
+  hole[:] = 0
+  hole[30:34, 2:5] = 1  # 4×3 near the left edge: 16×16 around it, kept inside the image
+  assert hole_box(hole) == (24, 0, 16, 16)
+  hole[:] = 0
+  hole[10:31, 40:60] = 1  # 21×20 → 24×24
+  top, left, height, width = hole_box(hole)
+  assert (height, width) == (24, 24) and top <= 10 and top + 24 >= 31 and left <= 40 and left + 24 >= 60
+  assert hole_box(np.zeros((64, 64, 1))) == (0, 0, 64, 64)
+
+
+def test_random_image_selection_is_seeded_sorted_and_complete_when_asked_for_all():
+  from faceinpaint_jax.evaluate import select_images
+  chosen = select_images(1000, 20, seed=3)
+  assert len(set(chosen)) == 20 and list(chosen) == sorted(chosen) and chosen.max() > 100
+  np.testing.assert_array_equal(chosen, select_images(1000, 20, seed=3))
+  assert not np.array_equal(chosen, select_images(1000, 20, seed=4))
+  np.testing.assert_array_equal(select_images(50, 0, 0), np.arange(50))
+  np.testing.assert_array_equal(select_images(50, 80, 0), np.arange(50))
 
 
 @pytest.mark.slow
@@ -155,7 +228,7 @@ def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
   out = tmp_path / "ablate"
   result = _run("faceinpaint_jax.ablate", "--config", os.path.join(REPO, "configs", "tiny.py"),
                 "--budget-minutes", 0.05, "--variants", "full,baseline[train.g_learning_rate=1e-3]",
-                "--num", 8, "--rows", 2, "--out", out)
+                "--num", 8, "--rows", 2, "--no-fid", "--out", out)
   assert result.returncode == 0, result.stderr[-3000:]
   results = json.loads((out / "results.json").read_text())
   full, baseline = results["variants"]["full"], results["variants"]["baseline[train.g_learning_rate=1e-3]"]

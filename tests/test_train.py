@@ -245,6 +245,16 @@ def _run_with_devices(devices: int, workdir: str):
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.fixture(scope="module")
+def one_device_run(tmp_path_factory) -> str:
+  """The workdir of FIVE_STEPS on one device: the reference both data-parallel tests compare against."""
+  workdir = str(tmp_path_factory.mktemp("one_device"))
+  one = _run_with_devices(1, workdir)
+  out = one.communicate()[0]
+  assert one.returncode == 0, out[-3000:]
+  return workdir
+
+
 def _assert_close_relative(a: dict, b: dict, rtol: float):
   """‖a − b‖₂ ≤ rtol · ‖b‖₂ over the whole tree, and elementwise within rtol of each array's scale.
 
@@ -264,14 +274,11 @@ def _assert_close_relative(a: dict, b: dict, rtol: float):
 
 
 @pytest.mark.slow
-def test_four_devices_match_one_device(tmp_path):
-  one = _run_with_devices(1, str(tmp_path / "one"))
-  out_one = one.communicate()[0]
+def test_four_devices_match_one_device(tmp_path, one_device_run):
   four = _run_with_devices(4, str(tmp_path / "four"))
   out_four = four.communicate()[0]
-  assert one.returncode == 0, out_one[-3000:]
   assert four.returncode == 0, out_four[-3000:]
-  a, _ = load_raw(str(tmp_path / "one"))
+  a, _ = load_raw(one_device_run)
   b, _ = load_raw(str(tmp_path / "four"))
   _assert_close_relative(b["g_params"], a["g_params"], 1e-5)
   _assert_close_relative(b["d_params"], a["d_params"], 1e-5)
@@ -305,7 +312,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_device(tmp_path):
+def test_two_processes_match_one_device(tmp_path, one_device_run):
   port = _free_port()
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
   procs = [subprocess.Popen(
@@ -318,10 +325,7 @@ def test_two_processes_match_one_device(tmp_path):
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]
-  one = _run_with_devices(1, str(tmp_path / "one"))
-  out_one = one.communicate()[0]
-  assert one.returncode == 0, out_one[-3000:]
-  a, _ = load_raw(str(tmp_path / "one"))
+  a, _ = load_raw(one_device_run)
   b, _ = load_raw(str(tmp_path / "multi"))
   _assert_close_relative(b["g_params"], a["g_params"], 1e-5)
   _assert_close_relative(b["d_params"], a["d_params"], 1e-5)
