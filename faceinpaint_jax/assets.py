@@ -27,6 +27,48 @@ class AssetError(RuntimeError):
   """An asset could not be fetched or failed verification; the message is one line for the user."""
 
 
+def one_line(error: BaseException) -> str:
+  """An exception's text on one line, for AssetError messages."""
+  return " ".join(str(error).split())
+
+
+def save_tree(path: os.PathLike, tree: dict) -> None:
+  """A nested dict of arrays as one .npz with 'a/b/c' keys (converted weights), written atomically."""
+  import numpy as np
+
+  flat = {}
+
+  def walk(node, prefix):
+    for key, value in node.items():
+      name = f"{prefix}/{key}" if prefix else str(key)
+      if isinstance(value, dict):
+        walk(value, name)
+      else:
+        flat[name] = np.asarray(value)
+
+  walk(tree, "")
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(".tmp.npz")
+  np.savez(tmp, **flat)
+  os.replace(tmp, path)
+
+
+def load_tree(path: os.PathLike) -> dict:
+  """The nested dict `save_tree` wrote."""
+  import numpy as np
+
+  tree: dict = {}
+  with np.load(path) as flat:
+    for name in flat.files:
+      *parents, leaf = name.split("/")
+      node = tree
+      for part in parents:
+        node = node.setdefault(part, {})
+      node[leaf] = flat[name]
+  return tree
+
+
 @dataclasses.dataclass(frozen=True)
 class RegistryArtifact:
   requirement: str  # "name==version"

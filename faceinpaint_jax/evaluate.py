@@ -334,8 +334,8 @@ def main(argv=None) -> int:
   from faceinpaint_jax.assets import AssetError
   from faceinpaint_jax.data import SourceError
   try:
-    report = evaluate(args.workdir, args.data, args.protocol, args.num, args.out, args.masks, args.batch,
-                      args.seed, args.split, args.attention_threshold, step=args.step, fid=not args.no_fid)
+    evaluate(args.workdir, args.data, args.protocol, args.num, args.out, args.masks, args.batch,
+             args.seed, args.split, args.attention_threshold, step=args.step, fid=not args.no_fid)
   except (UserError, SourceError, AssetError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

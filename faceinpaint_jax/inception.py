@@ -256,43 +256,19 @@ def load_inception_variables(path: str = "", cache_dir: str = "") -> dict:
   if not source.exists():
     raise assets.AssetError(f"Inception weights not found: {source}")
   if source.suffix == ".npz":
-    return {"params": _unflatten(dict(np.load(source)))}
+    return assets.load_tree(source)
   cached = assets.cache_root(cache_dir) / "fid_inception" / f"inception_{assets.sha256_file(source)[:16]}.npz"
   if cached.exists():
-    return {"params": _unflatten(dict(np.load(cached)))}
+    return assets.load_tree(cached)
   try:
     variables = torchscript_to_flax(*load_torchscript_tensors(source))
   except UnsafeCheckpointError as e:
-    raise assets.AssetError(f"refusing the Inception weights {source}: {' '.join(str(e).split())}") from None
+    raise assets.AssetError(f"refusing the Inception weights {source}: {assets.one_line(e)}") from None
   except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
     raise assets.AssetError(f"Inception weights {source} are not the FID network's TorchScript archive "
-                            f"({type(e).__name__}: {' '.join(str(e).split())})") from None
-  cached.parent.mkdir(parents=True, exist_ok=True)
-  tmp = cached.with_suffix(".tmp.npz")
-  np.savez(tmp, **_flatten(variables["params"]))
-  tmp.replace(cached)
+                            f"({type(e).__name__}: {assets.one_line(e)})") from None
+  assets.save_tree(cached, variables)
   return variables
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flatten(value, f"{prefix}{key}/"))
-    else:
-      out[f"{prefix}{key}"] = np.asarray(value)
-  return out
-
-
-def _unflatten(flat: dict) -> dict:
-  tree: dict = {}
-  for name, value in flat.items():
-    *path, leaf = name.split("/")
-    node = tree
-    for part in path:
-      node = node.setdefault(part, {})
-    node[leaf] = value
-  return tree
 
 
 class InceptionFeatures:

@@ -183,12 +183,13 @@ def _load_legacy(f) -> dict:
   return _materialize(result)
 
 
-def _load_zip(path) -> dict:
+def _load_zip_pickle(path, unpickler, kind: str):
+  """The object in a torch zip archive's data.pkl, its storages read from the archive's data/ members,
+  through the restricted `unpickler` class."""
   with zipfile.ZipFile(path) as archive:
-    names = archive.namelist()
-    pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
+    pkl = next((n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
     if pkl is None:
-      raise pickle.UnpicklingError("zip file has no data.pkl: not a PyTorch checkpoint")
+      raise pickle.UnpicklingError(f"zip file has no data.pkl: not a {kind}")
     prefix = pkl[: -len("data.pkl")]
 
     def storage(key, dtype, pid):
@@ -196,9 +197,11 @@ def _load_zip(path) -> dict:
       s.array = np.frombuffer(archive.read(f"{prefix}data/{key}"), dtype=s.dtype)
       return s
 
-    with archive.open(pkl) as f:
-      result = _RestrictedUnpickler(io.BytesIO(f.read()), {}, storage).load()
-  return _materialize(result)
+    return unpickler(io.BytesIO(archive.read(pkl)), {}, storage).load()
+
+
+def _load_zip(path) -> dict:
+  return _materialize(_load_zip_pickle(path, _RestrictedUnpickler, "PyTorch checkpoint"))
 
 
 class ScriptObject:
@@ -236,18 +239,7 @@ def load_torchscript_tensors(path) -> tuple[dict[str, np.ndarray], dict[str, obj
   """({dotted name: array}, {dotted name: attribute}) of a TorchScript archive's module tree, read from
   its data.pkl without running any of its code. The second dict holds the plain attributes (ints,
   lists, bools: strides, paddings) by the same dotted names, so a re-implementation can check them."""
-  with zipfile.ZipFile(path) as archive:
-    pkl = next((n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
-    if pkl is None:
-      raise pickle.UnpicklingError("zip file has no data.pkl: not a TorchScript archive")
-    prefix = pkl[: -len("data.pkl")]
-
-    def storage(key, dtype, pid):
-      s = _Storage(dtype, int(pid[4]))
-      s.array = np.frombuffer(archive.read(f"{prefix}data/{key}"), dtype=s.dtype)
-      return s
-
-    root = _TorchScriptUnpickler(io.BytesIO(archive.read(pkl)), {}, storage).load()
+  root = _load_zip_pickle(path, _TorchScriptUnpickler, "TorchScript archive")
   if not isinstance(root, ScriptObject):
     raise pickle.UnpicklingError(f"expected a scripted module, found {type(root).__name__}")
   tensors: dict[str, np.ndarray] = {}

@@ -1,7 +1,6 @@
 """FID and KID: the Flax Inception against the original network, the TorchScript reader, the formulas
 against closed forms and a direct computation, and the folder-comparison command."""
 
-import io
 import os
 import pickle
 import zipfile

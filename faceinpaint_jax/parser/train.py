@@ -117,7 +117,8 @@ def train_parser(config, workdir: str) -> int:
 
 def _train_parser(config, workdir: str) -> int:
   from faceinpaint_jax.checkpoint import Checkpointer
-  from faceinpaint_jax.parser.weights import _flatten, load_parser_variables
+  from faceinpaint_jax import assets
+  from faceinpaint_jax.parser.weights import load_parser_variables
   from faceinpaint_jax.train.workdir import remove_interrupted_saves
 
   remove_interrupted_saves(os.path.join(workdir, "checkpoints"))
@@ -191,7 +192,6 @@ def _train_parser(config, workdir: str) -> int:
   metrics_file.close()
   final = {"params": jax.device_get(state["params"]), "batch_stats": jax.device_get(state["batch_stats"])}
   out = pathlib.Path(workdir) / "parser.npz"
-  np.savez(out.with_suffix(".tmp.npz"), **_flatten(final))
-  os.replace(out.with_suffix(".tmp.npz"), out)
+  assets.save_tree(out, final)
   print(f"wrote {out}")
   return 0

@@ -3,7 +3,6 @@ the restricted torch reader, converted once and cached as .npz."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 import pickle
 import zipfile
@@ -34,47 +33,21 @@ def load_parser_variables(path: str = "", cache_dir: str = "") -> dict:
   if not source.exists():
     raise assets.AssetError(f"face parser weights not found: {source}")
   if source.suffix == ".npz":
-    return _unflatten(dict(np.load(source)))
+    return assets.load_tree(source)
   digest = assets.sha256_file(source)[:16]
   cached = assets.cache_root(cache_dir) / "face_parser" / f"bisenet_{digest}.npz"
   if cached.exists():
-    return _unflatten(dict(np.load(cached)))
+    return assets.load_tree(cached)
   try:
     state_dict = load_state_dict(source)
   except UnsafeCheckpointError as e:
-    raise assets.AssetError(f"refusing the face parser weights {source}: {_one_line(e)}") from None
+    raise assets.AssetError(f"refusing the face parser weights {source}: {assets.one_line(e)}") from None
   except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
     raise assets.AssetError(f"face parser weights {source} are not a readable PyTorch checkpoint "
-                            f"({type(e).__name__}: {_one_line(e)})") from None
+                            f"({type(e).__name__}: {assets.one_line(e)})") from None
   variables = torch_to_flax(state_dict)
-  cached.parent.mkdir(parents=True, exist_ok=True)
-  tmp = cached.with_suffix(".tmp.npz")
-  np.savez(tmp, **_flatten(variables))
-  os.replace(tmp, cached)
+  assets.save_tree(cached, variables)
   return variables
-
-
-def _one_line(error: BaseException) -> str:
-  return " ".join(str(error).split())
-
-
-def _flatten(tree, prefix=""):
-  out = {}
-  for k, v in tree.items():
-    key = f"{prefix}/{k}" if prefix else k
-    out.update(_flatten(v, key) if isinstance(v, dict) else {key: np.asarray(v)})
-  return out
-
-
-def _unflatten(flat: dict) -> dict:
-  tree: dict = {}
-  for key, value in flat.items():
-    node = tree
-    *parents, leaf = key.split("/")
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
-  return tree
 
 
 def parser_input(rgb_uint8: np.ndarray, size: int = TRAINING_SIZE) -> np.ndarray:
