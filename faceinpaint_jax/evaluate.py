@@ -121,6 +121,9 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
   pipeline = InputPipeline(config, split=split, training=False, protocol=protocol or "center",
                            process_index=0, process_count=1)
   chosen = select_images(len(pipeline), num, seed)
+  if fid and len(chosen) < 2:
+    pipeline.close()
+    raise UserError(f"FID and KID need at least 2 images ({len(chosen)} chosen); pass --no-fid for fewer")
   settings = hole_settings(protocol, user_masks)
 
   generator = build_generator(config)
