@@ -202,7 +202,8 @@ def inception_checkpoint(cache_dir: str = "") -> pathlib.Path:
 def torchscript_to_flax(tensors: dict, attributes: dict) -> dict:
   """{"params": …} for InceptionV3 from the archive's tensors (`net.layers.<path>.<weight|beta|mean|var>`);
   raises ValueError where the archive's network differs from ours (a kernel, stride or padding)."""
-  expected = jax.eval_shape(lambda: InceptionV3().init(jax.random.key(0), jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3))))
+  dummy = jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3))
+  expected = jax.eval_shape(lambda: InceptionV3().init(jax.random.key(0), dummy))
   params: dict = {}
   for name, array in tensors.items():
     if not name.startswith("net.layers."):
