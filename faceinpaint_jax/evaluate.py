@@ -166,6 +166,7 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
     for setting, hole_side in settings:
       suffix = "" if hole_side is None else f"_hole{hole_side}"
       setting_rows = 0
+      first_pass = setting == settings[0][0]  # the ground truth is the same in every pass
       for start in range(0, len(chosen), batch_size):
         batch = pipeline.evaluation_batch(chosen[start:start + batch_size], hole_side)
         if user_masks is not None:
@@ -192,11 +193,11 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
           scores[setting][name]["lpips_hole"].extend(lpips_in_boxes(images, truth, hole).tolist())
           if inception is not None:
             features[setting][name].append(inception(images))
-        if inception is not None and setting == settings[0][0]:
-          truth_features.append(inception(truth))  # the same ground truth in every pass
+        if inception is not None and first_pass:
+          truth_features.append(inception(truth))
         for j, index in enumerate(batch["index"]):
           key = pathlib.Path(pipeline.split.key(int(index))).stem
-          if setting == settings[0][0]:
+          if first_pass:
             ids.append(pipeline.split.key(int(index)))
             Image.fromarray(truth[j]).save(out / "completions" / "ground_truth" / f"{key}.png")
           for name, images in results.items():
@@ -277,10 +278,10 @@ def _row(name: str, m: dict) -> str:
   return f"| {name} | " + " | ".join(cells) + " |"
 
 
-def _header(with_fid: bool, first: str = "method") -> list[str]:
+def _header(with_fid: bool) -> list[str]:
   columns = ["PSNR", "PSNR hole", "SSIM", "SSIM hole", "L1", "L1 hole", "LPIPS", "LPIPS hole"]
   columns += ["FID", "KID"] if with_fid else []
-  return [f"| {first} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+  return ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
 
 
 def markdown(report: dict) -> str:
@@ -300,16 +301,16 @@ def markdown(report: dict) -> str:
     lines += ["", f"Attention module, blind detection: IoU of A_N > {report['attention_threshold']} with the "
               f"true hole = **{report['attention_iou']:.3f}**."]
   if report["by_hole_size"]:
-    size = report["image_size"]
+    from faceinpaint_jax.data.masks import scaled
     for side, methods in report["by_hole_size"].items():
-      px = max(1, round(int(side) * size / 128))
+      px = scaled(int(side), report["image_size"])
       lines += ["", f"### Hole {side}×{side} at 128×128 ({px}×{px} px here)", ""] + _header(with_fid)
       lines += [_row(name, m) for name, m in methods.items()]
     lines += ["", "![metrics against hole size](growing.png)"]
   lines += ["", "Definitions:", ""]
-  lines += [f"- **{key.replace('_', ' ')}**: {text}" for key, text in report["definitions"].items()]
-  if with_fid:
-    lines[-1] += f" (subsets of {report['kid_subset_size']})"
+  for key, text in report["definitions"].items():
+    subsets = f" (subsets of {report['kid_subset_size']})" if key == "kid" else ""
+    lines.append(f"- **{key.replace('_', ' ')}**: {text}{subsets}")
   lines += ["", "Paper, Table 1 (CelebA test, 128×128, 2,000 images; for reference, not comparable unless the "
             "data, size and protocol match):", "", "| method | PSNR | SSIM |", "|---|---|---|"]
   for name, (p, s) in report["paper_table1_psnr_ssim"].items():
