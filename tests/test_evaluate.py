@@ -227,7 +227,8 @@ def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
   mask-given baseline evaluated (no attention IoU) and usable by `inpaint` only with a mask."""
   out = tmp_path / "ablate"
   result = _run("faceinpaint_jax.ablate", "--config", os.path.join(REPO, "configs", "tiny.py"),
-                "--budget-minutes", 0.05, "--variants", "full,baseline[train.g_learning_rate=1e-3]",
+                "--budget-minutes", 0.05, "--pilot-steps", 3,
+                "--variants", "full,baseline[train.g_learning_rate=1e-3]",
                 "--num", 8, "--rows", 2, "--no-fid", "--out", out)
   assert result.returncode == 0, result.stderr[-3000:]
   results = json.loads((out / "results.json").read_text())
@@ -241,6 +242,8 @@ def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
     share = row["stage1_steps"] / row["steps"]
     per_step = share * row["seconds_per_iteration"]["stage1"] + (1 - share) * row["seconds_per_iteration"]["stage2"]
     assert row["steps"] == 2 or abs(row["steps"] * per_step - 3.0) < 2 * per_step
+    assert 0 < row["train_loop_seconds"] < row["train_seconds"]
+  assert not (out / "pilot").exists()  # the timing runs leave nothing behind
   from faceinpaint_jax.ablate import _dirname
   workdir = out / _dirname("baseline[train.g_learning_rate=1e-3]")
   assert workdir.name == "baseline_train.g_learning_rate=1e-3"
