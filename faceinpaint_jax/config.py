@@ -50,7 +50,10 @@ def base_config() -> ml_collections.ConfigDict:
       hole_max_fraction=64 / 128,
       mask_kind="rectangle",  # "rectangle" | "free_form"
       local_window_fraction=0.5,  # 64×64 at 128×128
-      hole_fill="white",  # "white" (§3.4.1) | "mean"
+      # How training holes are damaged: "white" (§3.4.1) | "mean" | "color" (random solid) | "noise" |
+      # "patch" (another training image's pixels) | "mixture" (one of those five per example), so the
+      # attentive module has to find damage by its content, not its colour.
+      hole_fill="white",
       random_flip=True,
       folder_test_fraction=0.05,  # folder sources without list_eval_partition.txt
       folder_validation_fraction=0.05,
@@ -133,7 +136,7 @@ def validate(config) -> None:
     if not isinstance(getattr(m, name), bool):
       raise ConfigError(f"model.{name}={getattr(m, name)!r} must be True or False")
   _choice("data.mask_kind", d.mask_kind, ("rectangle", "free_form"))
-  _choice("data.hole_fill", d.hole_fill, ("white", "mean"))
+  _choice("data.hole_fill", d.hole_fill, ("white", "mean", "color", "noise", "patch", "mixture"))
   _choice("train.schedule", t.schedule, ("constant", "cosine"))
   for name in ("attention_steps", "attention_features", "attention_resblocks", "completion_width",
                "nonlocal_chunk", "attention_kv_pool", "attention_downsample", "disc_dense_features"):

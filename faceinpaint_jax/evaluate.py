@@ -171,7 +171,7 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
         batch = pipeline.evaluation_batch(chosen[start:start + batch_size], hole_side)
         if user_masks is not None:
           batch["hole_mask"] = np.stack([user_masks[i % len(user_masks)] for i in batch["index"]])
-          batch["damaged"] = np.stack([masks_lib.damage(img, m, config.data.hole_fill)
+          batch["damaged"] = np.stack([masks_lib.damage_given_hole(img, m, config.data.hole_fill)
                                        for img, m in zip(batch["image"], batch["hole_mask"])])
         hole = batch["hole_mask"]
         outputs = predict(g_vars, jnp.asarray(batch["damaged"]), jnp.asarray(hole))

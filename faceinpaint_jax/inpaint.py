@@ -88,7 +88,7 @@ class Inpainter:
 
   def __call__(self, photo: np.ndarray, mask: np.ndarray | None = None, blend: str = "none"):
     """(H, W, 3) uint8 [+ (H, W) bool hole] → (completed photo, attention map A_N at photo size, hole)."""
-    from faceinpaint_jax.data.masks import damage
+    from faceinpaint_jax.data.masks import damage_given_hole
     from faceinpaint_jax.data.preprocess import to_model_range, to_uint8
     h, w = photo.shape[:2]
     small = np.asarray(Image.fromarray(photo).resize((self.size, self.size), Image.Resampling.BICUBIC))
@@ -100,7 +100,7 @@ class Inpainter:
       _check_hole(mask, "the mask")
       small_mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(
           (self.size, self.size), Image.Resampling.BILINEAR)) > 0
-      image = damage(image, small_mask[..., None].astype(np.float32), self.config.data.hole_fill)
+      image = damage_given_hole(image, small_mask[..., None].astype(np.float32), self.config.data.hole_fill)
     outputs = self._predict(self.variables, image[None], small_mask[None, ..., None].astype(np.float32))
     attention = (np.asarray(outputs["attention_maps"][-1, 0, ..., 0]) if self.attentive
                  else small_mask.astype(np.float32))

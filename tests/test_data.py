@@ -123,6 +123,60 @@ def test_mean_fill():
   assert not np.allclose(expected, image[~known].mean(axis=0), atol=1e-3)  # not the hole's own mean
 
 
+def test_every_fill_changes_only_the_hole_and_each_has_its_content():
+  rng = np.random.default_rng(0)
+  image = rng.uniform(-1, 1, (16, 16, 3)).astype(np.float32)
+  donor = rng.uniform(-1, 1, (16, 16, 3)).astype(np.float32)
+  mask = masks_lib.rectangle_mask(16, 4, 3, 6, 7)
+  hole = mask[..., 0] > 0.5
+  for fill in masks_lib.HOLE_FILLS:
+    damaged = masks_lib.damage(image, mask, fill, np.random.default_rng(1), donor)
+    assert damaged.dtype == np.float32 and damaged.shape == image.shape
+    np.testing.assert_array_equal(damaged[~hole], image[~hole], err_msg=fill)
+    inside = damaged[hole]
+    if fill == "white":
+      np.testing.assert_array_equal(inside, 1.0)
+    elif fill == "color":  # one colour, drawn from the generator
+      np.testing.assert_array_equal(inside, np.broadcast_to(inside[0], inside.shape))
+      assert not np.allclose(inside[0], 1.0)
+    elif fill == "noise":  # every pixel its own value, spread over [−1, 1]
+      assert len(np.unique(inside)) == inside.size and inside.std() > 0.4
+    elif fill == "patch":
+      np.testing.assert_array_equal(inside, donor[hole])
+  with pytest.raises(ValueError):
+    masks_lib.damage(image, mask, "patch", np.random.default_rng(1))
+  # A mixture picks each of the five kinds about equally often.
+  picks = [masks_lib.choose_fill("mixture", np.random.default_rng(i)) for i in range(500)]
+  counts = [picks.count(f) for f in masks_lib.HOLE_FILLS]
+  assert min(counts) > 70, counts
+
+
+def test_pipeline_fills_are_seeded_per_example_and_patches_come_from_other_images():
+  from faceinpaint_jax.config import load_config_file
+  config = load_config_file(os.path.join(REPO, "configs", "tiny.py"))
+  config.data.hole_fill = "mixture"
+  config.train.batch_size = 8
+  first, again = _pipeline(config, split="train", training=True), _pipeline(config, split="train", training=True)
+  a, b = first.batch(3), again.batch(3)
+  first.close(), again.close()
+  _equal(a, b)  # a pure function of the step
+  hole = a["hole_mask"][..., 0] > 0.5
+  inside = [a["damaged"][i][hole[i]] for i in range(len(hole))]
+  assert not all(np.all(x == 1.0) for x in inside)  # not everything white
+  np.testing.assert_array_equal(a["damaged"][~hole], a["image"][~hole])
+  # Evaluation overrides the fill per call, with the same hole, and leaves white untouched.
+  pipeline = _pipeline(config, split="test", training=False)
+  white = pipeline.evaluation_batch([0, 1], fill="white")
+  patch = pipeline.evaluation_batch([0, 1], fill="patch")
+  pipeline.close()
+  np.testing.assert_array_equal(white["hole_mask"], patch["hole_mask"])
+  hole = white["hole_mask"][..., 0] > 0.5
+  assert np.all(white["damaged"][hole] == 1.0)
+  for i in range(2):  # the patch is another image's pixels, not this one's and not white
+    assert not np.allclose(patch["damaged"][i][hole[i]], patch["image"][i][hole[i]])
+    assert not np.all(patch["damaged"][i][hole[i]] == 1.0)
+
+
 def _write_mixed_folder(root):
   rng = np.random.default_rng(0)
   root.mkdir(parents=True, exist_ok=True)

@@ -92,13 +92,45 @@ def load_mask_png(path, size: int | None = None) -> np.ndarray:
     return (np.asarray(gray) > 127).astype(np.float32)[..., None]
 
 
-def damage(image: np.ndarray, hole_mask: np.ndarray, fill: str = "white") -> np.ndarray:
-  """Eq. 4 with the hole turned white (§3.4.1), or filled with the mean colour of the known pixels."""
+HOLE_FILLS = ("white", "mean", "color", "noise", "patch")
+HOLE_FILL_CHOICES = HOLE_FILLS + ("mixture",)
+
+
+def choose_fill(fill: str, rng: np.random.Generator | None) -> str:
+  """The fill one example gets: `fill` itself, or for "mixture" one of HOLE_FILLS, uniformly."""
+  if fill != "mixture":
+    return fill
+  return HOLE_FILLS[int(rng.integers(len(HOLE_FILLS)))]
+
+
+def damage_given_hole(image: np.ndarray, hole_mask: np.ndarray, hole_fill: str) -> np.ndarray:
+  """A hole given by a user (inpaint --mask, evaluate --masks) damaged the way the model was trained:
+  its own fill, a solid mean colour for fills that need another image or a random colour, and white
+  for a mixture (white is one of its kinds, and the paper's)."""
+  fill = {"mixture": "white", "color": "mean", "patch": "mean"}.get(hole_fill, hole_fill)
+  return damage(image, hole_mask, fill, np.random.default_rng(0))
+
+
+def damage(image: np.ndarray, hole_mask: np.ndarray, fill: str = "white", rng: np.random.Generator | None = None,
+           donor: np.ndarray | None = None) -> np.ndarray:
+  """Eq. 4: the hole of `image` (H, W, C in [−1, 1]) replaced by
+  white (§3.4.1) | mean (the known pixels' mean colour) | color (one random solid colour) |
+  noise (uniform per pixel and channel) | patch (`donor`'s pixels at the same place: another image pasted
+  over). `fill` must be one kind (choose_fill resolves "mixture"); color and noise draw from `rng`.
+  """
   if fill == "white":
     value = np.ones((1, 1, image.shape[-1]), image.dtype)
   elif fill == "mean":
     known = 1.0 - hole_mask
     value = ((image * known).sum(axis=(0, 1)) / max(known.sum(), 1.0))[None, None].astype(image.dtype)
+  elif fill == "color":
+    value = rng.uniform(-1.0, 1.0, (1, 1, image.shape[-1])).astype(image.dtype)
+  elif fill == "noise":
+    value = rng.uniform(-1.0, 1.0, image.shape).astype(image.dtype)
+  elif fill == "patch":
+    if donor is None or donor.shape != image.shape:
+      raise ValueError("the patch fill needs a donor image of the same shape")
+    value = donor.astype(image.dtype)
   else:
-    raise ValueError(f"unknown hole fill {fill!r}")
+    raise ValueError(f"unknown hole fill {fill!r}; choose one of {', '.join(HOLE_FILLS)}")
   return np.where(hole_mask > 0.5, value, image).astype(image.dtype)

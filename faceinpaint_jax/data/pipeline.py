@@ -108,28 +108,38 @@ class InputPipeline:
     rng = np.random.default_rng([self.seed, step, position])
     if self.data_config.random_flip and rng.random() < 0.5:
       rgb = rgb[:, ::-1]
-    return self._damaged(index, rgb, masks_lib.training_mask(rng, self.image_size, self.data_config))
+    return self._damaged(index, rgb, masks_lib.training_mask(rng, self.image_size, self.data_config), rng)
 
-  def evaluation_example(self, index: int, hole_side: int | None = None) -> dict[str, np.ndarray]:
+  def evaluation_example(self, index: int, hole_side: int | None = None,
+                         fill: str | None = None) -> dict[str, np.ndarray]:
     """Image `index` of the split with its protocol hole — seeded by (seed, index), so every method and
-    every run sees the same one — or, with `hole_side` (px at 128×128), a centred square of that side."""
+    every run sees the same one — or, with `hole_side` (px at 128×128), a centred square of that side.
+    `fill` overrides data.hole_fill (blind evaluation runs each kind)."""
     index, rgb = self._load(index)
     if hole_side is not None:
       hole_mask = masks_lib.centered_square(self.image_size, masks_lib.scaled(hole_side, self.image_size))
     else:
       rng = np.random.default_rng([self.seed, 0xE7A1, index])
       hole_mask = masks_lib.protocol_mask(self.protocol, rng, self.image_size, index)
-    return self._damaged(index, rgb, hole_mask)
+    return self._damaged(index, rgb, hole_mask, np.random.default_rng([self.seed, 0xF111, index]), fill)
 
-  def evaluation_batch(self, indices, hole_side: int | None = None) -> dict[str, np.ndarray]:
-    return self._collate([f.result() for f in [self._pool.submit(self.evaluation_example, int(i), hole_side)
-                                               for i in indices]])
+  def evaluation_batch(self, indices, hole_side: int | None = None,
+                       fill: str | None = None) -> dict[str, np.ndarray]:
+    return self._collate([f.result() for f in [
+        self._pool.submit(self.evaluation_example, int(i), hole_side, fill) for i in indices]])
 
-  def _damaged(self, index: int, rgb: np.ndarray, hole_mask: np.ndarray) -> dict[str, np.ndarray]:
+  def _damaged(self, index: int, rgb: np.ndarray, hole_mask: np.ndarray, rng: np.random.Generator,
+               fill: str | None = None) -> dict[str, np.ndarray]:
     image = to_model_range(rgb)
+    # White and mean fills draw nothing from `rng`, so runs with them keep their exact batches.
+    fill = masks_lib.choose_fill(fill or self.data_config.hole_fill, rng)
+    donor = None
+    if fill == "patch":  # another image of the split, drawn from this example's generator
+      other = (index + 1 + int(rng.integers(max(len(self.split) - 1, 1)))) % len(self.split)
+      donor = to_model_range(self._load(other)[1])
     return {
         "image": image,
-        "damaged": masks_lib.damage(image, hole_mask, self.data_config.hole_fill),
+        "damaged": masks_lib.damage(image, hole_mask, fill, rng, donor),
         "hole_mask": hole_mask,
         "window_offset": local_window_offsets(hole_mask[None], self.window, xp=np)[0],
         "index": np.int32(index),
