@@ -19,17 +19,24 @@ import numpy as np
 from PIL import Image
 
 # MTCNN landmarks (left eye, right eye, nose, left / right mouth corner) as fractions of the training
-# square, and the detector's box (x1, y1, x2, y2) likewise: means over sample faces 000001–000300 in
+# square, and the detector's box (x1, y1, x2, y2) likewise: means over sample faces 000001–000300 (299 found) in
 # the 178×178 centre square of CelebA's 178×218 aligned crops (spread of the eyes ±2 px, mouth ±3 px).
-TEMPLATE = np.array([[69.95, 92.10], [109.04, 92.08], [88.91, 116.34], [71.87, 133.88],
-                     [106.96, 133.76]]) / 178.0
-TEMPLATE_BOX = np.array([48.0, 45.0, 135.0, 168.0]) / 178.0
+# Fractions are of continuous coordinates (pixel i spans [i, i + 1)); detections are pixel indices.
+TEMPLATE = (np.array([[69.95, 92.10], [109.04, 92.08], [88.91, 116.34], [71.87, 133.88],
+                      [106.96, 133.76]]) + 0.5) / 178.0
+TEMPLATE_BOX = (np.array([46.26, 46.53, 132.38, 162.61]) + 0.5) / 178.0
 MIN_LANDMARKS = 2
+
+
+def _index_matrix(linear: np.ndarray, shift: np.ndarray) -> np.ndarray:
+  """The map x ↦ linear·x + shift between continuous coordinates, written between pixel indices (the
+  convention of detections and of OpenCV's warps: pixel i's centre is i, continuous i + 0.5)."""
+  return np.concatenate([linear, (linear @ np.full(2, 0.5) + shift - 0.5)[:, None]], axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Frame:
-  """A square crop of a photo: `matrix` (2×3) maps photo (x, y) to crop pixel coordinates of a
+  """A square crop of a photo: `matrix` (2×3) maps photo pixel indices (x, y) to those of a
   `size`×`size` crop; `how` says what placed it ("landmarks", "landmarks (k of 5)", "box", "face box",
   "hole")."""
   matrix: np.ndarray
@@ -41,9 +48,9 @@ class Frame:
     return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
 
   def corners(self) -> np.ndarray:
-    """The crop's four corners in photo coordinates (for drawing and reports)."""
+    """The crop's four outer corners in photo pixel coordinates (for drawing and reports)."""
     inverse = invert(self.matrix)
-    square = np.array([[0, 0], [self.size, 0], [self.size, self.size], [0, self.size]], np.float64)
+    square = np.array([[0, 0], [self.size, 0], [self.size, self.size], [0, self.size]], np.float64) - 0.5
     return square @ inverse[:, :2].T + inverse[:, 2]
 
   def describe(self) -> str:
@@ -79,31 +86,34 @@ def frame_from_landmarks(landmarks: np.ndarray, size: int, usable: np.ndarray | 
   if usable.sum() < MIN_LANDMARKS:
     raise ValueError(f"{int(usable.sum())} usable landmarks; at least {MIN_LANDMARKS} are needed")
   how = "landmarks" if usable.all() else f"landmarks ({int(usable.sum())} of 5)"
-  return Frame(similarity(landmarks[usable], TEMPLATE[usable] * size), size, how)
+  fit = similarity(landmarks[usable] + 0.5, TEMPLATE[usable] * size)
+  return Frame(_index_matrix(fit[:, :2], fit[:, 2]), size, how)
 
 
 def frame_from_box(box, size: int, how: str = "box") -> Frame:
   """Crop placing a face box (x1, y1, x2, y2) where the detector's box sits on the training faces
   (no rotation)."""
-  x1, y1, x2, y2 = (float(v) for v in box)
+  x1, y1, x2, y2 = (float(v) + 0.5 for v in box)
   tx1, ty1, tx2, ty2 = TEMPLATE_BOX * size
   scale = np.sqrt(((tx2 - tx1) * (ty2 - ty1)) / max((x2 - x1) * (y2 - y1), 1e-6))
   center, target = np.array([(x1 + x2) / 2, (y1 + y2) / 2]), np.array([(tx1 + tx2) / 2, (ty1 + ty2) / 2])
-  return Frame(np.array([[scale, 0.0, target[0] - scale * center[0]],
-                         [0.0, scale, target[1] - scale * center[1]]]), size, how)
+  return Frame(_index_matrix(scale * np.eye(2), target - scale * center), size, how)
 
 
 def frame_around(hole: np.ndarray, size: int, photo_shape: tuple[int, int]) -> Frame:
   """No face: a square crop centred on the hole's bounding box, twice its longer side (the training holes
   span up to half the image), never beyond the photo's shorter side, at least the hole itself."""
   ys, xs = np.nonzero(hole)
-  x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+  x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1  # continuous edges
   longest = max(x2 - x1, y2 - y1)
   side = max(min(2 * longest, min(photo_shape)), longest)
+  return centred_frame(np.array([(x1 + x2) / 2, (y1 + y2) / 2]), side, size, "hole")
+
+
+def centred_frame(center, side: float, size: int, how: str) -> Frame:
+  """An upright square of `side` photo pixels centred on `center` (continuous coordinates)."""
   scale = size / side
-  center = np.array([(x1 + x2) / 2, (y1 + y2) / 2])
-  return Frame(np.array([[scale, 0.0, size / 2 - scale * center[0]],
-                         [0.0, scale, size / 2 - scale * center[1]]]), size, "hole")
+  return Frame(_index_matrix(scale * np.eye(2), size / 2 - scale * np.asarray(center, np.float64)), size, how)
 
 
 def warp_to_crop(photo: np.ndarray, frame: Frame) -> np.ndarray:

@@ -1,28 +1,39 @@
 """Inpaint real photos with a trained model:
 
-  python -m faceinpaint_jax.inpaint --workdir DIR --input photo.png --output out.png \
-      [--mask mask.png] [--blend poisson] [--threshold 0.5] [--save-attention att.png]
+  python -m faceinpaint_jax.inpaint --workdir DIR --input photo.jpg --output out.png [--mask mask.png]
+  python -m faceinpaint_jax.inpaint --workdir DIR --input photos/ --output done/ [--mask masks/]
 
-Any size of photo: the network sees it resized to the model's size; only the hole is pasted back, at the
-photo's own resolution, so every pixel outside the hole is unchanged. With --mask (white = hole, same size
-as the photo) the hole is given; without it, the attentive module finds the damaged region itself (the
-paper's mask-free mode: A_N > --threshold). --blend poisson smooths the seam (§3.5). A folder as --input
-inpaints every image in it into the --output folder (masks, if any, matched by file name in --mask).
+Each face is framed as the training faces were (faceinpaint_jax.framing): MTCNN finds it and its five
+landmarks, a similarity transform maps them onto where CelebA's faces have theirs (rotating a tilted head
+upright), the network completes that square crop at the model's size, and only the hole's pixels come
+back, through the inverse transform at the photo's own resolution — every pixel outside the hole is
+unchanged and the output has the input's size. Landmarks under the hole are left out of the fit (the box
+places the crop when fewer than two remain); --face-box X1,Y1,X2,Y2 gives the face yourself; with several
+faces each one whose crop meets the hole is completed. No face found: one warning, then a square crop
+centred on the hole (--no-detect asks for that crop directly).
+
+With --mask (white = hole, the photo's size; a folder of same-named PNGs for a folder) the hole is given.
+Without it the model finds the damage itself (§3.1, mask-free): A_N → threshold, closing, dilation,
+small components dropped (faceinpaint_jax.blind). --blend poisson smooths the seam (§3.5);
+--debug-crops writes the photo with the chosen crops drawn; --save-attention writes A_N.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import sys
 
 import numpy as np
-
-from faceinpaint_jax.cli import UserError
 from PIL import Image
 
+from faceinpaint_jax.cli import UserError
+
 MAX_HOLE_FRACTION = 0.9
+# A landmark this close to the hole (in units of the face box's side) is taken as hidden by it.
+LANDMARK_MARGIN = 0.04
 
 
 def _read_image(path) -> np.ndarray:
@@ -55,6 +66,16 @@ def _check_hole(mask: np.ndarray, what: str):
     raise UserError(f"{what} covers {mask.mean():.0%} of the image: too little is left to complete from")
 
 
+def parse_face_box(text: str) -> tuple[float, float, float, float]:
+  try:
+    x1, y1, x2, y2 = (float(v) for v in text.split(","))
+  except ValueError:
+    raise UserError(f"--face-box must be X1,Y1,X2,Y2 in pixels, got {text!r}") from None
+  if not (x2 > x1 and y2 > y1):
+    raise UserError(f"--face-box {text!r}: x2 must exceed x1 and y2 exceed y1")
+  return x1, y1, x2, y2
+
+
 def poisson_blend(original: np.ndarray, filled: np.ndarray, mask: np.ndarray) -> np.ndarray:
   """OpenCV seamless cloning of the filled hole into the photo (pixels outside the hole are restored)."""
   import cv2
@@ -70,10 +91,22 @@ def poisson_blend(original: np.ndarray, filled: np.ndarray, mask: np.ndarray) ->
   return np.where(mask[..., None], blended, original)
 
 
+@dataclasses.dataclass
+class Inpainted:
+  image: np.ndarray  # (H, W, 3) uint8, the photo's size
+  hole: np.ndarray  # (H, W) bool: the pixels that were completed
+  attention: np.ndarray | None  # (H, W) A_N on the photo's grid (mask-free mode; None otherwise)
+  frames: list  # framing.Frame, in the order they were completed
+  faces: int  # faces the detector found
+  notes: list[str]  # warnings for the user
+
+
 class Inpainter:
-  def __init__(self, workdir: str, threshold: float = 0.5, step: int | None = None):
+  def __init__(self, workdir: str, step: int | None = None, detect: bool = True, blind_settings=None,
+               detector_weights: str = ""):
     import jax
 
+    from faceinpaint_jax.blind import BlindMaskSettings
     from faceinpaint_jax.checkpoint import CheckpointCorrupt, load_generator
     from faceinpaint_jax.models import build_generator
     try:
@@ -81,40 +114,137 @@ class Inpainter:
     except (FileNotFoundError, CheckpointCorrupt) as e:
       raise UserError(str(e)) from None
     self.size = int(self.config.data.image_size)
-    self.threshold = threshold
+    self.blind_settings = blind_settings or BlindMaskSettings()
     generator = build_generator(self.config)
     self.attentive = bool(self.config.model.get("attentive", True))
     self._predict = jax.jit(lambda v, x, m: generator.apply(v, x, m, train=False))
+    self.detector = None
+    if detect:
+      from faceinpaint_jax.assets import AssetError
+      from faceinpaint_jax.detector import MTCNN, load_mtcnn_variables
+      try:
+        self.detector = MTCNN(load_mtcnn_variables(detector_weights, self.config.data.cache_dir))
+      except AssetError as e:
+        raise UserError(str(e)) from None
 
-  def __call__(self, photo: np.ndarray, mask: np.ndarray | None = None, blend: str = "none"):
-    """(H, W, 3) uint8 [+ (H, W) bool hole] → (completed photo, attention map A_N at photo size, hole)."""
+  # -- framing ------------------------------------------------------------------------------------
+  def face_frames(self, photo: np.ndarray, hole: np.ndarray | None, face_box=None) -> tuple[list, int]:
+    """Crops for the faces in `photo` (largest first), and how many faces the detector found."""
+    from faceinpaint_jax import framing
+    if face_box is not None:
+      return [framing.frame_from_box(face_box, self.size, "face box")], 0
+    if self.detector is None:
+      return [], 0
+    faces = sorted(self.detector(photo), key=lambda f: -f.size)
+    frames = []
+    for face in faces:
+      usable = None
+      if hole is not None:
+        margin = int(np.ceil(LANDMARK_MARGIN * face.size))
+        usable = np.array([not _near(hole, x, y, margin) for x, y in face.landmarks])
+      if usable is None or usable.sum() >= framing.MIN_LANDMARKS:
+        frames.append(framing.frame_from_landmarks(face.landmarks, self.size, usable))
+      else:
+        frames.append(framing.frame_from_box(face.box, self.size))
+    return frames, len(faces)
+
+  # -- one crop -----------------------------------------------------------------------------------
+  def _complete_crop(self, photo, frame, hole):
+    """Network on one crop → completion on the photo's grid, the photo pixels the crop covers, A_N on the
+    photo's grid (None without the attentive module) and, when no hole is given, the blind mask."""
+    from faceinpaint_jax import framing
     from faceinpaint_jax.data.masks import damage_given_hole
     from faceinpaint_jax.data.preprocess import to_model_range, to_uint8
-    h, w = photo.shape[:2]
-    small = np.asarray(Image.fromarray(photo).resize((self.size, self.size), Image.Resampling.BICUBIC))
-    image = to_model_range(small)
-    small_mask = np.zeros((self.size, self.size), bool)
+    image = to_model_range(framing.warp_to_crop(photo, frame))
+    crop_hole = np.zeros((self.size, self.size), bool) if hole is None else framing.mask_to_crop(hole, frame)
+    if hole is not None:
+      image = damage_given_hole(image, crop_hole[..., None].astype(np.float32), self.config.data.hole_fill)
+    outputs = self._predict(self.variables, image[None], crop_hole[None, ..., None].astype(np.float32))
+    completion = to_uint8(np.asarray(outputs["completion"][0]))
+    back, inside = framing.crop_to_photo(completion, frame, photo.shape[:2])
+    if not self.attentive:
+      return back, inside, None, None
+    from faceinpaint_jax.blind import blind_mask
+    crop_attention = np.asarray(outputs["attention_maps"][-1, 0, ..., 0], np.float32)
+    attention = np.clip(framing.crop_to_photo(crop_attention, frame, photo.shape[:2])[0], 0, 1) * inside
+    found = None
+    if hole is None:
+      crop_blind = blind_mask(crop_attention, self.blind_settings).astype(np.float32)
+      found = (framing.crop_to_photo(crop_blind, frame, photo.shape[:2])[0] > 0.5) & inside
+    return back, inside, attention, found
+
+  # -- a photo ------------------------------------------------------------------------------------
+  def __call__(self, photo: np.ndarray, mask: np.ndarray | None = None, blend: str = "none",
+               face_box=None) -> Inpainted:
+    """(H, W, 3) uint8 [+ (H, W) bool hole] → Inpainted."""
+    from faceinpaint_jax import framing
+    notes = []
     if mask is None and not self.attentive:
       raise UserError("this model has no attentive module (model.attentive=False): give the hole with --mask")
     if mask is not None:
       _check_hole(mask, "the mask")
-      small_mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(
-          (self.size, self.size), Image.Resampling.BILINEAR)) > 0
-      image = damage_given_hole(image, small_mask[..., None].astype(np.float32), self.config.data.hole_fill)
-    outputs = self._predict(self.variables, image[None], small_mask[None, ..., None].astype(np.float32))
-    attention = (np.asarray(outputs["attention_maps"][-1, 0, ..., 0]) if self.attentive
-                 else small_mask.astype(np.float32))
-    attention_full = np.asarray(Image.fromarray(attention.astype(np.float32), mode="F").resize(
-        (w, h), Image.Resampling.BILINEAR))
-    if mask is None:
-      mask = attention_full > self.threshold
-      _check_hole(mask, f"the detected damage (A_N > {self.threshold})")
-    completion = to_uint8(np.asarray(outputs["completion"][0]))
-    completion_full = np.asarray(Image.fromarray(completion).resize((w, h), Image.Resampling.BICUBIC))
-    result = np.where(mask[..., None], completion_full, photo)
+    frames, faces = self.face_frames(photo, mask, face_box)
+    result = photo.copy()
+    if mask is None:  # mask-free: each face's crop finds its own damage
+      if not frames:
+        if self.detector is not None:
+          raise UserError("no face found and no --mask: give the hole with --mask, or the face with --face-box")
+        frames = [_center_square(photo.shape[:2], self.size)]
+      hole = np.zeros(photo.shape[:2], bool)
+      attention_photo = np.zeros(photo.shape[:2], np.float32)
+      for frame in frames:
+        back, inside, attention, found = self._complete_crop(photo, frame, None)
+        new = found & ~hole
+        result[new] = back[new]
+        hole |= found
+        attention_photo = np.maximum(attention_photo, attention)
+      s = self.blind_settings
+      _check_hole(hole, f"the detected damage (A_N > {s.threshold}, closing {s.closing}, dilation {s.dilation})")
+      used = frames
+    else:
+      hole = mask
+      attention_photo = None
+      remaining = mask.copy()
+      used = []
+      for frame in frames:
+        _, inside = framing.crop_to_photo(np.zeros((self.size, self.size), np.uint8), frame, photo.shape[:2])
+        if not (remaining & inside).any():
+          continue  # this face's crop does not meet the hole
+        back, inside, _, _ = self._complete_crop(photo, frame, mask)
+        take = remaining & inside
+        result[take] = back[take]
+        remaining &= ~take
+        used.append(frame)
+      if self.detector is not None and not used and face_box is None:
+        notes.append("no face found" if not faces else f"no face's crop meets the hole ({faces} found)")
+      for _ in range(4):  # hole pixels outside every face crop: a square crop around what is left
+        if not remaining.any():
+          break
+        frame = framing.frame_around(remaining, self.size, photo.shape[:2])
+        back, inside, _, _ = self._complete_crop(photo, frame, mask)
+        take = remaining & inside
+        result[take] = back[take]
+        remaining &= ~take
+        used.append(frame)
+      if used and used[-1].how == "hole" and len(used) > 1:
+        notes.append("part of the hole lies outside the face crops: completed from a crop around it")
     if blend == "poisson":
-      result = poisson_blend(photo, result, mask)
-    return result.astype(np.uint8), attention_full, mask
+      result = poisson_blend(photo, result, hole)
+    return Inpainted(result.astype(np.uint8), hole, attention_photo, used, faces, notes)
+
+
+def _near(hole: np.ndarray, x: float, y: float, margin: int) -> bool:
+  h, w = hole.shape
+  xi, yi = int(round(x)), int(round(y))
+  if not (0 <= xi < w and 0 <= yi < h):
+    return True  # a landmark outside the photo is no help either
+  return bool(hole[max(0, yi - margin):yi + margin + 1, max(0, xi - margin):xi + margin + 1].any())
+
+
+def _center_square(shape, size):
+  from faceinpaint_jax import framing
+  h, w = shape
+  return framing.centred_frame((w / 2, h / 2), min(h, w), size, "centre square")
 
 
 def _atomic_png(array: np.ndarray, path: pathlib.Path):
@@ -124,7 +254,16 @@ def _atomic_png(array: np.ndarray, path: pathlib.Path):
   os.replace(tmp, path)
 
 
-def run(args) -> int:
+@dataclasses.dataclass
+class Job:
+  photo: pathlib.Path
+  mask: pathlib.Path | None
+  output: pathlib.Path
+  attention: pathlib.Path | None
+  debug: pathlib.Path | None
+
+
+def _jobs(args) -> tuple[list[Job], bool]:
   from faceinpaint_jax.data.sources import IMAGE_EXTENSIONS
   source = pathlib.Path(args.input)
   if not source.exists():
@@ -133,35 +272,80 @@ def run(args) -> int:
     photos = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not photos:
       raise UserError(f"no images in {source}")
-    mask_dir = pathlib.Path(args.mask) if args.mask else None
-    jobs = [(p, (mask_dir / (p.stem + ".png")) if mask_dir else None, pathlib.Path(args.output) / (p.stem + ".png"),
-             pathlib.Path(args.save_attention) / (p.stem + ".png") if args.save_attention else None)
-            for p in photos]
-  else:
-    if pathlib.Path(args.output).suffix.lower() != ".png":
-      raise UserError(f"--output must be a .png file, got {args.output}")
-    jobs = [(source, pathlib.Path(args.mask) if args.mask else None, pathlib.Path(args.output),
-             pathlib.Path(args.save_attention) if args.save_attention else None)]
-  # Read and check every input before writing anything.
-  loaded = []
-  for photo_path, mask_path, out_path, att_path in jobs:
-    photo = _read_image(photo_path)
-    mask = _read_mask(mask_path, photo.shape[:2]) if mask_path else None
-    if mask is not None:
-      _check_hole(mask, f"the mask {mask_path}")
-    loaded.append((photo, mask, out_path, att_path))
-  inpainter = Inpainter(args.workdir, args.threshold, args.step)
-  results = [(inpainter(photo, mask, args.blend), out_path, att_path)
-             for photo, mask, out_path, att_path in loaded]
-  for (result, attention, _), out_path, att_path in results:
-    _atomic_png(result, out_path)
-    if att_path is not None:
-      _atomic_png(np.clip(np.round(attention * 255), 0, 255).astype(np.uint8), att_path)
-  print(f"inpainted {len(results)} image(s) → {args.output}")
-  return 0
+    if args.mask and not pathlib.Path(args.mask).is_dir():
+      raise UserError(f"--mask must be a folder when --input is one: {args.mask}")
+    folder = lambda arg, p: (pathlib.Path(arg) / (p.stem + ".png")) if arg else None
+    return [Job(p, folder(args.mask, p), pathlib.Path(args.output) / (p.stem + ".png"),
+                folder(args.save_attention, p), folder(args.debug_crops, p)) for p in photos], True
+  for flag, value in (("--output", args.output), ("--save-attention", args.save_attention),
+                      ("--debug-crops", args.debug_crops)):
+    if value and pathlib.Path(value).suffix.lower() != ".png":
+      raise UserError(f"{flag} must be a .png file, got {value}")
+  optional = lambda v: pathlib.Path(v) if v else None
+  return [Job(source, optional(args.mask), pathlib.Path(args.output), optional(args.save_attention),
+              optional(args.debug_crops))], False
+
+
+def _process(inpainter: Inpainter, job: Job, args, face_box) -> Inpainted:
+  from faceinpaint_jax import framing
+  photo = _read_image(job.photo)
+  mask = None
+  if job.mask is not None:
+    if not job.mask.exists():
+      raise UserError(f"mask not found: {job.mask}")
+    mask = _read_mask(job.mask, photo.shape[:2])
+  done = inpainter(photo, mask, args.blend, face_box)
+  # Everything is computed before anything is written: an error leaves no output behind.
+  _atomic_png(done.image, job.output)
+  if job.attention is not None and done.attention is not None:
+    _atomic_png(np.clip(np.round(done.attention * 255), 0, 255).astype(np.uint8), job.attention)
+  if job.debug is not None:
+    _atomic_png(framing.draw_frames(photo, done.frames, done.hole), job.debug)
+  return done
+
+
+def run(args) -> int:
+  from faceinpaint_jax.blind import BlindMaskSettings
+  face_box = parse_face_box(args.face_box) if args.face_box else None
+  jobs, is_folder = _jobs(args)
+  if face_box is not None and is_folder:
+    raise UserError("--face-box applies to one photo, not a folder")
+  if not is_folder:  # check the inputs before the model loads
+    photo = _read_image(jobs[0].photo)
+    if jobs[0].mask is not None:
+      _check_hole(_read_mask(jobs[0].mask, photo.shape[:2]), f"the mask {jobs[0].mask}")
+  settings = BlindMaskSettings(threshold=args.threshold, closing=args.closing, dilation=args.dilation,
+                               min_area=args.min_area)
+  inpainter = Inpainter(args.workdir, args.step, detect=not args.no_detect, blind_settings=settings,
+                        detector_weights=args.detector_weights)
+  if not is_folder:
+    done = _process(inpainter, jobs[0], args, face_box)
+    for note in done.notes:
+      print(f"warning: {note}", file=sys.stderr)
+    crops = "; ".join(f.describe() for f in done.frames)
+    print(f"inpainted {jobs[0].photo.name} → {jobs[0].output} ({done.faces} face(s) found; crop: {crops})")
+    return 0
+  from tqdm import tqdm
+  done_count, skipped, faces = 0, [], 0
+  for job in tqdm(jobs, unit="photo", desc="inpainting", file=sys.stderr, disable=not sys.stderr.isatty()):
+    try:
+      done = _process(inpainter, job, args, None)
+    except UserError as e:
+      skipped.append(job.photo.name)
+      tqdm.write(f"skipped {job.photo.name}: {e}", file=sys.stderr)
+      continue
+    done_count += 1
+    faces += done.faces
+    for note in done.notes:
+      tqdm.write(f"warning: {job.photo.name}: {note}", file=sys.stderr)
+  print(f"inpainted {done_count} of {len(jobs)} photo(s) → {args.output}; skipped {len(skipped)}; "
+        f"faces found {faces}")
+  return 0 if done_count else 2
 
 
 def main(argv=None) -> int:
+  from faceinpaint_jax.blind import BlindMaskSettings
+  defaults = BlindMaskSettings()
   ap = argparse.ArgumentParser(prog="python -m faceinpaint_jax.inpaint", description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", required=True, help="a training run's directory (config.json + checkpoints)")
@@ -169,8 +353,17 @@ def main(argv=None) -> int:
   ap.add_argument("--output", required=True, help="output PNG, or a folder for folder input")
   ap.add_argument("--mask", default=None, help="mask PNG (white = hole) or a folder of them; default: detect")
   ap.add_argument("--blend", choices=("none", "poisson"), default="none")
-  ap.add_argument("--threshold", type=float, default=0.5, help="A_N threshold in mask-free mode")
-  ap.add_argument("--save-attention", default=None, help="write A_N as a grey PNG (a folder for folder input)")
+  ap.add_argument("--face-box", default=None, help="X1,Y1,X2,Y2: the face, instead of detecting it")
+  ap.add_argument("--no-detect", action="store_true", help="no face detection: a square crop around the hole")
+  ap.add_argument("--detector-weights", default="",
+                  help="a folder with MTCNN's pnet.pt, rnet.pt, onet.pt (default: the pinned download)")
+  ap.add_argument("--debug-crops", default=None, help="write the photo with the chosen crops drawn (PNG/folder)")
+  ap.add_argument("--threshold", type=float, default=defaults.threshold, help="A_N threshold (mask-free mode)")
+  ap.add_argument("--closing", type=int, default=defaults.closing, help="closing radius, px at the model's size")
+  ap.add_argument("--dilation", type=int, default=defaults.dilation, help="growth of the blind mask, px")
+  ap.add_argument("--min-area", type=float, default=defaults.min_area,
+                  help="blind-mask components below this fraction of the crop are dropped")
+  ap.add_argument("--save-attention", default=None, help="write A_N as a grey PNG (mask-free mode; a folder for a folder)")
   ap.add_argument("--step", type=int, default=None, help="a kept checkpoint step (default: the latest)")
   args = ap.parse_args(argv)
   try:
