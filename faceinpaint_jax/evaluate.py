@@ -18,6 +18,7 @@ the names for `growing`), and OUT/grid.png (rows = images, columns = methods, li
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -90,14 +91,19 @@ def hole_settings(protocol: str, user_masks) -> list[tuple[str, int | None]]:
 
 
 def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, seed=0, split="test",
-             threshold=0.5, cache_dir="", step=None, fid=True):
+             threshold=0.5, cache_dir="", step=None, fid=True, tone=None):
+  """`tone` ("grey" | "sepia"): the faces are turned into such prints first, and the model's completions
+  follow the photo's tone as `inpaint` does (faceinpaint_jax.tone); the report adds the fills' chroma."""
   import jax
   import jax.numpy as jnp
   from PIL import Image
   from tqdm import tqdm
 
+  from scipy import ndimage
+
   from faceinpaint_jax import baselines, metrics
   from faceinpaint_jax import fid as fid_lib
+  from faceinpaint_jax import tone as tone_lib
   from faceinpaint_jax.checkpoint import CheckpointCorrupt, load_generator
   from faceinpaint_jax.data import InputPipeline
   from faceinpaint_jax.data import masks as masks_lib
@@ -159,7 +165,7 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
     (out / "completions" / sub).mkdir(parents=True, exist_ok=True)
   scores = {name: {m: {k: [] for k in METRIC_KEYS} for m in methods} for name, _ in settings}
   features = {name: {m: [] for m in methods} for name, _ in settings}
-  truth_features, ious, ids, grid_rows = [], [], [], []
+  truth_features, ious, ids, grid_rows, chroma_stats = [], [], [], [], {}
   rows_per_setting = max(1, GRID_ROWS // len(settings))
   with tqdm(total=len(chosen) * len(settings), unit="img", desc="evaluating",
             disable=not sys.stderr.isatty()) as bar:
@@ -174,6 +180,10 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
           batch["damaged"] = np.stack([masks_lib.damage_given_hole(img, m, config.data.hole_fill)
                                        for img, m in zip(batch["image"], batch["hole_mask"])])
         hole = batch["hole_mask"]
+        if tone is not None:
+          toned = np.stack([tone_lib.apply_tone(t, tone) for t in to_uint8(batch["image"])]) / 127.5 - 1
+          batch["image"] = toned.astype(np.float32)
+          batch["damaged"] = np.where(hole > 0.5, batch["damaged"], batch["image"]).astype(np.float32)
         outputs = predict(g_vars, jnp.asarray(batch["damaged"]), jnp.asarray(hole))
         completed = np.asarray(compose(outputs["completion"], batch["damaged"], hole))
         if "attention_maps" in outputs:  # a model without the attentive module is given the mask
@@ -184,8 +194,16 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
         truth = to_uint8(batch["image"])
         damaged = to_uint8(batch["damaged"])
         results = {MODEL: to_uint8(completed)}
+        if tone is not None:
+          results[MODEL] = np.stack([tone_lib.follow_tone(r, m) for r, m in zip(results[MODEL], hole)])
         for name, fn in baselines.BASELINES.items():
           results[name] = np.stack([fn(d, m) for d, m in zip(damaged, hole)])
+        if tone is not None:
+          for name, images in [*results.items(), ("ground_truth", truth)]:
+            for image, m in zip(images, hole[..., 0] > 0.5):
+              ring = ndimage.binary_dilation(m, iterations=max(2, size // 16)) & ~m
+              chroma_stats.setdefault(name, []).append(
+                  (tone_lib.chroma(image[m]).mean(), tone_lib.chroma(image[ring]).mean()))
         for name, images in results.items():
           values = score(images.astype(np.float32), truth.astype(np.float32), hole)
           for key, value in values.items():
@@ -238,6 +256,9 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
       "by_hole_size": ({name: by_setting[name] for name, _ in settings} if len(settings) > 1 else None),
       "kid_subset_size": fid_lib.kid_subset_size(len(ids)) if inception is not None else None,
       "attention_iou": float(np.mean(ious)) if ious else None, "attention_threshold": threshold,
+      "tone": tone, "chroma": {name: {"fill": float(np.mean([f for f, _ in v])),
+                                      "surrounding": float(np.mean([r for _, r in v]))}
+                               for name, v in chroma_stats.items()} or None,
       "paper_table1_psnr_ssim": PAPER_TABLE_1, "image_ids": ids,
       "columns": "column order of grid.png: damaged, " + ", ".join(methods) + ", ground truth",
   }
@@ -246,6 +267,108 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
   (out / "report.json").write_text(json.dumps(report, indent=2))
   (out / "report.md").write_text(markdown(report))
   return report
+
+
+def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test", step=None, cache_dir="",
+                   settings=None) -> dict:
+  """Mask-free evaluation on the `center` protocol: for each hole fill (faceinpaint_jax.data.masks.HOLE_FILLS)
+  the blind mask's IoU with the true hole, the share of the hole it leaves uncovered, and hole / whole
+  PSNR of the completions composed with the blind mask (what mask-free `inpaint` gives) against those
+  composed with the true mask. `settings`: blind-mask settings to compare (default: the defaults)."""
+  import jax
+  import jax.numpy as jnp
+
+  from faceinpaint_jax import metrics
+  from faceinpaint_jax.blind import BlindMaskSettings, blind_mask
+  from faceinpaint_jax.checkpoint import CheckpointCorrupt, load_generator
+  from faceinpaint_jax.data import InputPipeline
+  from faceinpaint_jax.data.masks import HOLE_FILLS
+  from faceinpaint_jax.data.preprocess import to_uint8
+  from faceinpaint_jax.models import build_generator, compose
+  from faceinpaint_jax.visualize import image_grid, save_png
+
+  try:
+    config, g_vars, step = load_generator(workdir, step)
+  except (FileNotFoundError, CheckpointCorrupt) as e:
+    raise UserError(str(e)) from None
+  if not config.model.get("attentive", True):
+    raise UserError("this model has no attentive module (model.attentive=False): it cannot find holes itself")
+  config.unlock()
+  config.data.source = data
+  config.data.cache_dir = cache_dir or config.data.get("cache_dir", "")
+  config.train.batch_size = batch_size
+  config.train.seed = seed
+  settings = list(settings or [BlindMaskSettings()])
+  pipeline = InputPipeline(config, split=split, training=False, protocol="center", process_index=0,
+                           process_count=1)
+  chosen = select_images(len(pipeline), num, seed)
+  generator = build_generator(config)
+  predict = jax.jit(lambda v, x, m: generator.apply(v, x, m, train=False))
+  psnr = jax.jit(lambda a, b, m: (metrics.psnr(a, b, m), metrics.psnr(a, b)))
+  keys = ("iou", "uncovered", "psnr_hole", "psnr", "psnr_hole_true_mask", "psnr_true_mask")
+  rows = {f: [{k: [] for k in keys} for _ in settings] for f in HOLE_FILLS}
+  grid = []
+  for fill in HOLE_FILLS:
+    for start in range(0, len(chosen), batch_size):
+      batch = pipeline.evaluation_batch(chosen[start:start + batch_size], fill=fill)
+      hole = batch["hole_mask"]
+      outputs = predict(g_vars, jnp.asarray(batch["damaged"]), jnp.asarray(hole))
+      attention = np.asarray(outputs["attention_maps"][-1])
+      truth = to_uint8(batch["image"]).astype(np.float32) / 255
+      with_true = to_uint8(np.asarray(compose(outputs["completion"], batch["damaged"], hole))) / 255
+      true_hole, true_whole = (np.asarray(v) for v in psnr(with_true.astype(np.float32), truth, hole))
+      for k, setting in enumerate(settings):
+        found = np.stack([blind_mask(a, setting) for a in attention])[..., None]
+        with_blind = to_uint8(np.asarray(compose(outputs["completion"], batch["damaged"], found))) / 255
+        blind_hole, blind_whole = (np.asarray(v) for v in psnr(with_blind.astype(np.float32), truth, hole))
+        inside = hole > 0.5
+        row = rows[fill][k]
+        row["iou"] += ((found & inside).sum(axis=(1, 2, 3)) / np.maximum((found | inside).sum(axis=(1, 2, 3)), 1)).tolist()
+        row["uncovered"] += ((inside & ~found).sum(axis=(1, 2, 3)) / inside.sum(axis=(1, 2, 3))).tolist()
+        row["psnr_hole"] += blind_hole.tolist()
+        row["psnr"] += blind_whole.tolist()
+        row["psnr_hole_true_mask"] += true_hole.tolist()
+        row["psnr_true_mask"] += true_whole.tolist()
+        if k == 0 and start == 0:
+          for j in range(min(2, len(hole))):
+            grid.append([batch["damaged"][j], np.repeat(found[j] * 2.0 - 1, 3, axis=-1), with_blind[j] * 2 - 1,
+                         with_true[j] * 2 - 1, truth[j] * 2 - 1])
+  pipeline.close()
+  out = pathlib.Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  save_png(image_grid(grid), out / "blind_grid.png")
+  report = {
+      "workdir": os.path.abspath(workdir), "checkpoint_step": step, "data": data, "split": split,
+      "protocol": "center", "num_images": len(chosen), "image_size": int(config.data.image_size),
+      "trained_hole_fill": config.data.hole_fill,
+      "settings": [dataclasses.asdict(s) for s in settings],
+      "by_fill": {f: [{k: float(np.mean(v)) for k, v in r.items()} for r in rows[f]] for f in HOLE_FILLS},
+      "columns": "blind_grid.png columns: damaged, blind mask, completed with it, with the true mask, truth",
+  }
+  (out / "report.json").write_text(json.dumps(report, indent=2))
+  (out / "report.md").write_text(blind_markdown(report))
+  return report
+
+
+def blind_markdown(report: dict) -> str:
+  lines = [f"# Blind (mask-free) evaluation: center protocol, {report['num_images']} images ({report['data']}, "
+           f"{report['split']}), {report['image_size']}×{report['image_size']}", "",
+           f"Checkpoint step {report['checkpoint_step']}, trained with hole fill `{report['trained_hole_fill']}`. "
+           "For each fill the model finds the hole itself; its blind mask (A_N → threshold, closing, "
+           "dilation, small components dropped) is compared with the true hole, and the completion composed "
+           "with it with the completion composed with the true hole.", ""]
+  for k, setting in enumerate(report["settings"]):
+    lines += [f"Blind mask: threshold {setting['threshold']}, closing {setting['closing']} px, dilation "
+              f"{setting['dilation']} px, components below {setting['min_area']:.1%} of the image dropped.", "",
+              "| fill | IoU | hole left uncovered | hole PSNR (blind mask) | hole PSNR (true mask) | "
+              "PSNR (blind) | PSNR (true) |", "|---|---|---|---|---|---|---|"]
+    for fill, rows in report["by_fill"].items():
+      r = rows[k]
+      lines.append(f"| {fill} | {r['iou']:.3f} | {r['uncovered']:.2%} | {r['psnr_hole']:.2f} | "
+                   f"{r['psnr_hole_true_mask']:.2f} | {r['psnr']:.2f} | {r['psnr_true_mask']:.2f} |")
+    lines.append("")
+  lines += ["![blind completions](blind_grid.png)", "", report["columns"]]
+  return "\n".join(lines) + "\n"
 
 
 def _plot_growing(report: dict, path: pathlib.Path) -> None:
@@ -295,6 +418,12 @@ def markdown(report: dict) -> str:
               "averages the sizes (each weighs the same), one table per size follows.", ""]
   lines += _header(with_fid)
   lines += [_row(name, m) for name, m in report["methods"].items()]
+  if report.get("chroma"):
+    lines += ["", f"Faces turned into {report['tone']} prints first; the model's fill follows the photo's tone "
+              "(faceinpaint_jax.tone). Mean chroma (√(Cb² + Cr²), levels) of the hole's pixels and of the known "
+              "pixels around it:", "", "| method | fill | surrounding | difference |", "|---|---|---|---|"]
+    for name, c in report["chroma"].items():
+      lines.append(f"| {name} | {c['fill']:.2f} | {c['surrounding']:.2f} | {c['fill'] - c['surrounding']:+.2f} |")
   if report["attention_iou"] is None:
     lines += ["", "This model has no attentive module (model.attentive=False): it is given the true hole."]
   else:
@@ -334,12 +463,21 @@ def main(argv=None) -> int:
   ap.add_argument("--attention-threshold", type=float, default=0.5)
   ap.add_argument("--step", type=int, default=None, help="a kept checkpoint step (default: the latest)")
   ap.add_argument("--no-fid", action="store_true", help="skip FID and KID (the Inception network's passes)")
+  ap.add_argument("--tone", choices=("grey", "sepia"), default=None,
+                  help="evaluate on grey or sepia prints of the faces (old photos)")
+  ap.add_argument("--blind", action="store_true",
+                  help="mask-free evaluation: per hole fill, the blind mask's IoU and completions with it")
   args = ap.parse_args(argv)
   from faceinpaint_jax.assets import AssetError
   from faceinpaint_jax.data import SourceError
   try:
-    evaluate(args.workdir, args.data, args.protocol, args.num, args.out, args.masks, args.batch,
-             args.seed, args.split, args.attention_threshold, step=args.step, fid=not args.no_fid)
+    if args.blind:
+      evaluate_blind(args.workdir, args.data, args.num, args.out, args.batch, args.seed, args.split,
+                     step=args.step)
+    else:
+      evaluate(args.workdir, args.data, args.protocol, args.num, args.out, args.masks, args.batch,
+               args.seed, args.split, args.attention_threshold, step=args.step, fid=not args.no_fid,
+               tone=args.tone)
   except (UserError, SourceError, AssetError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

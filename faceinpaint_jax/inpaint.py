@@ -14,7 +14,8 @@ centred on the hole (--no-detect asks for that crop directly).
 
 With --mask (white = hole, the photo's size; a folder of same-named PNGs for a folder) the hole is given.
 Without it the model finds the damage itself (§3.1, mask-free): A_N → threshold, closing, dilation,
-small components dropped (faceinpaint_jax.blind). --blend poisson smooths the seam (§3.5);
+small components dropped (faceinpaint_jax.blind). In a grey or toned (sepia) photo the fill takes the
+photo's own tone and grain (faceinpaint_jax.tone). --blend poisson smooths the seam (§3.5);
 --debug-crops writes the photo with the chosen crops drawn; --save-attention writes A_N.
 """
 
@@ -230,6 +231,8 @@ class Inpainter:
         notes.append("part of the hole lies outside the face crops: completed from a crop around it")
     if blend == "poisson":
       result = poisson_blend(photo, result, hole)
+    from faceinpaint_jax.tone import follow_tone
+    result = follow_tone(result, hole)  # grey and toned prints keep their tone and grain in the fill
     return Inpainted(result.astype(np.uint8), hole, attention_photo, used, faces, notes)
 
 

@@ -27,3 +27,13 @@ def _compilation_cache(tmp_path_factory):
   os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
   jax.config.update("jax_compilation_cache_dir", cache)
   yield
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(tmp_path_factory):
+  """A tiny model trained for a few steps: enough to exercise evaluation and inpainting end to end."""
+  from faceinpaint_jax.train.loop import train_and_evaluate
+  config = load_config_file(os.path.join(REPO, "configs", "tiny.py"))
+  workdir = str(tmp_path_factory.mktemp("run"))
+  assert train_and_evaluate(config, workdir) == 0
+  return workdir

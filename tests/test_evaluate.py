@@ -73,16 +73,6 @@ def test_baselines_change_only_the_hole():
     np.testing.assert_array_equal(out[hole[..., 0] == 0], face[hole[..., 0] == 0])
 
 
-@pytest.fixture(scope="module")
-def trained_workdir(tmp_path_factory):
-  from faceinpaint_jax.config import load_config_file
-  from faceinpaint_jax.train.loop import train_and_evaluate
-  config = load_config_file(os.path.join(REPO, "configs", "tiny.py"))
-  workdir = str(tmp_path_factory.mktemp("run"))
-  assert train_and_evaluate(config, workdir) == 0
-  return workdir
-
-
 def _run(module, *args):
   return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, cwd=REPO)
 
