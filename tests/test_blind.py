@@ -1,0 +1,50 @@
+"""Blind masks from A_N: covering the hole's soft rim, closing, dropping stray blobs, and the guided filter
+that moves a pooled map's edges onto the damage's own."""
+
+import numpy as np
+
+from faceinpaint_jax.blind import BlindMaskSettings, blind_mask, guided_filter
+
+
+def _soft_square(size=64, top=16, side=32, pool=4):
+  """A hole's map as the attentive module gives it: a square seen at 1/pool resolution, resized back."""
+  from PIL import Image
+  hole = np.zeros((size, size), np.float32)
+  hole[top:top + side, top:top + side] = 1
+  small = hole.reshape(size // pool, pool, size // pool, pool).mean(axis=(1, 3))
+  return hole > 0.5, np.asarray(Image.fromarray(small, mode="F").resize((size, size), Image.Resampling.BILINEAR))
+
+
+def test_dilation_covers_the_rim_a_plain_threshold_leaves():
+  hole, soft = _soft_square(top=18)  # not on the pooled grid: the map's edges are soft
+  plain = blind_mask(soft, BlindMaskSettings(0, threshold=0.5, closing=0, dilation=0, min_area=0))
+  assert (hole & ~plain).sum() > 0  # the rim a threshold leaves behind
+  grown = blind_mask(soft, BlindMaskSettings(0, threshold=0.5, closing=0, dilation=2, min_area=0))
+  assert not (hole & ~grown).any()
+
+
+def test_small_components_are_dropped_and_gaps_closed():
+  attention = np.zeros((64, 64), np.float32)
+  attention[10:40, 10:40] = 1
+  attention[24, 10:40] = 0  # a one-pixel gap across the hole
+  attention[55:57, 55:57] = 1  # a stray blob: 4 px < 0.4 % of 4,096
+  mask = blind_mask(attention, BlindMaskSettings(0, threshold=0.5, closing=1, dilation=0, min_area=0.004))
+  assert mask[24, 20] and not mask[55:57, 55:57].any()
+  assert mask.sum() == 30 * 30
+
+
+def test_guided_filter_snaps_a_rounded_map_onto_the_damage_edges():
+  from scipy import ndimage
+  hole, _ = _soft_square(top=18)
+  soft = ndimage.gaussian_filter(hole.astype(np.float64), 3.0) * 0.8  # a shrunk blob, corners rounded
+  rng = np.random.default_rng(0)
+  image = np.clip(0.5 + 0.1 * rng.standard_normal((64, 64, 3)), 0, 1)
+  image[hole] = [0.45, 0.35, 0.3]  # a flat fill close to skin colour
+  iou = lambda m: (m & hole).sum() / (m | hole).sum()
+  plain = blind_mask(soft, BlindMaskSettings(0, threshold=0.5, closing=0, dilation=0, min_area=0))
+  guided = blind_mask(soft, BlindMaskSettings(guided_radius=3, guided_eps=1e-3, threshold=0.5, closing=0,
+                                              dilation=0, min_area=0), image)
+  assert iou(guided) > iou(plain) + 0.05 and iou(guided) > 0.9, (iou(plain), iou(guided))  # 0.86 → 0.93
+  # On a flat guide the filter is a plain box blur of the map, and it keeps constants.
+  flat = np.full((32, 32, 3), 0.5)
+  np.testing.assert_allclose(guided_filter(flat, np.full((32, 32), 0.7), 2, 1e-2), 0.7, atol=1e-9)
