@@ -30,6 +30,9 @@ class BlindMaskSettings:
   closing: int = 1  # radius of the closing (px at the model's size); 0 = none
   dilation: int = 0  # radius the mask grows by afterwards; 0 = none
   min_area: float = 0.004  # components smaller than this fraction of the image are dropped
+  # inpaint: a found region of one flat colour grows into the connected pixels of that colour, up to three
+  # model pixels (grow_into_flat_fill)
+  grow_flat: bool = True
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -79,3 +82,50 @@ def blind_mask(attention: np.ndarray, settings: BlindMaskSettings = BlindMaskSet
     keep = np.concatenate([[False], areas >= settings.min_area * mask.size])
     mask = keep[labels]
   return mask
+
+
+def refine_on_photo(mask: np.ndarray, photo: np.ndarray, radius: int, eps: float = 1e-3) -> np.ndarray:
+  """A blind mask found at the model's size and warped onto a photo (H, W) in [0, 1] → (H, W) bool, its
+  edges moved onto the photo's own by a guided filter of `radius` photo pixels (about two of the model's
+  pixels): at the photo's resolution one model pixel is many, and a rim that small at 64² would leave a
+  band of damage around the fill."""
+  mask = np.asarray(mask, np.float64)
+  found = mask > 0.01
+  if not found.any():
+    return np.zeros(mask.shape, bool)
+  ys, xs = np.nonzero(found)
+  pad = 3 * radius
+  top, left = max(ys.min() - pad, 0), max(xs.min() - pad, 0)
+  bottom, right = min(ys.max() + pad + 1, mask.shape[0]), min(xs.max() + pad + 1, mask.shape[1])
+  window = guided_filter(np.asarray(photo[top:bottom, left:right], np.float64) / 255.0,
+                         mask[top:bottom, left:right], radius, eps)
+  refined = np.zeros(mask.shape, bool)
+  refined[top:bottom, left:right] = window > 0.5
+  return refined
+
+
+def grow_into_flat_fill(mask: np.ndarray, photo: np.ndarray, max_growth: int, spread: float = 8.0,
+                        tolerance: float = 24.0) -> np.ndarray:
+  """Each found region that is one flat colour (white, a solid fill: its pixels' spread below `spread`
+  levels) extended into the connected pixels of that colour (within `tolerance` levels), at most
+  `max_growth` pixels beyond it: the corners and edges a soft detection misses. Textured regions (noise,
+  pasted content, a false detection on background) are left as found."""
+  if not mask.any() or max_growth <= 0:
+    return mask
+  pixels = np.asarray(photo, np.float64)
+  labels, count = ndimage.label(mask)
+  grown = mask.copy()
+  for k, region in enumerate(ndimage.find_objects(labels), start=1):
+    pad = max_growth + 1
+    box = tuple(slice(max(r.start - pad, 0), r.stop + pad) for r in region)
+    component = labels[box] == k
+    inside = pixels[box][component]
+    center = np.median(inside, axis=0)
+    if np.median(np.abs(inside - center)) * 1.4826 > spread:
+      continue
+    similar = np.abs(pixels[box] - center).max(axis=-1) <= tolerance
+    reach = ndimage.binary_dilation(component, iterations=max_growth)
+    near, _ = ndimage.label(component | (similar & reach))
+    keep = np.unique(near[component])
+    grown[box] |= np.isin(near, keep[keep > 0])
+  return grown

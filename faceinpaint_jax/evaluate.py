@@ -91,9 +91,11 @@ def hole_settings(protocol: str, user_masks) -> list[tuple[str, int | None]]:
 
 
 def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, seed=0, split="test",
-             threshold=0.5, cache_dir="", step=None, fid=True, tone=None):
+             threshold=0.5, cache_dir="", step=None, fid=True, tone=None, fill=None):
   """`tone` ("grey" | "sepia"): the faces are turned into such prints first, and the model's completions
-  follow the photo's tone as `inpaint` does (faceinpaint_jax.tone); the report adds the fills' chroma."""
+  follow the photo's tone as `inpaint` does (faceinpaint_jax.tone); the report adds the fills' chroma.
+  `fill`: how the holes are damaged, instead of the model's data.hole_fill (e.g. "white" for a model
+  trained on a mixture)."""
   import jax
   import jax.numpy as jnp
   from PIL import Image
@@ -174,7 +176,7 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
       setting_rows = 0
       first_pass = setting == settings[0][0]  # the ground truth is the same in every pass
       for start in range(0, len(chosen), batch_size):
-        batch = pipeline.evaluation_batch(chosen[start:start + batch_size], hole_side)
+        batch = pipeline.evaluation_batch(chosen[start:start + batch_size], hole_side, fill)
         if user_masks is not None:
           batch["hole_mask"] = np.stack([user_masks[i % len(user_masks)] for i in batch["index"]])
           batch["damaged"] = np.stack([masks_lib.damage_given_hole(img, m, config.data.hole_fill)
@@ -184,7 +186,14 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
           toned = np.stack([tone_lib.apply_tone(t, tone) for t in to_uint8(batch["image"])]) / 127.5 - 1
           batch["image"] = toned.astype(np.float32)
           batch["damaged"] = np.where(hole > 0.5, batch["damaged"], batch["image"]).astype(np.float32)
-        outputs = predict(g_vars, jnp.asarray(batch["damaged"]), jnp.asarray(hole))
+          # The network sees what `inpaint` shows it: a monochrome photo as grey.
+          network_input = np.stack([tone_lib.network_view(d, m[..., 0] < 0.5) for d, m in
+                                    zip(to_uint8(batch["damaged"]), hole)]) / 127.5 - 1
+        else:
+          network_input = batch["damaged"]
+        if tone is None:
+          network_input = batch["damaged"]
+        outputs = predict(g_vars, jnp.asarray(network_input, jnp.float32), jnp.asarray(hole))
         completed = np.asarray(compose(outputs["completion"], batch["damaged"], hole))
         if "attention_maps" in outputs:  # a model without the attentive module is given the mask
           detected = np.asarray(outputs["attention_maps"][-1]) > threshold
@@ -203,7 +212,8 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
             for image, m in zip(images, hole[..., 0] > 0.5):
               ring = ndimage.binary_dilation(m, iterations=max(2, size // 16)) & ~m
               chroma_stats.setdefault(name, []).append(
-                  (tone_lib.chroma(image[m]).mean(), tone_lib.chroma(image[ring]).mean()))
+                  (tone_lib.chroma(image[m]).mean(), tone_lib.chroma(image[ring]).mean(),
+                   tone_lib.luma(image[m]).mean(), tone_lib.luma(image[ring]).mean()))
         for name, images in results.items():
           values = score(images.astype(np.float32), truth.astype(np.float32), hole)
           for key, value in values.items():
@@ -256,9 +266,13 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
       "by_hole_size": ({name: by_setting[name] for name, _ in settings} if len(settings) > 1 else None),
       "kid_subset_size": fid_lib.kid_subset_size(len(ids)) if inception is not None else None,
       "attention_iou": float(np.mean(ious)) if ious else None, "attention_threshold": threshold,
-      "tone": tone, "chroma": {name: {"fill": float(np.mean([f for f, _ in v])),
-                                      "surrounding": float(np.mean([r for _, r in v]))}
-                               for name, v in chroma_stats.items()} or None,
+      "hole_fill": fill or config.data.hole_fill, "tone": tone,
+      # Chroma of a toned print grows with brightness, so the fill's chroma per unit of brightness is
+      # compared too (equal for a fill in the print's own tone, whatever its brightness).
+      "chroma": {name: {"fill": float(np.mean([c[0] for c in v])), "surrounding": float(np.mean([c[1] for c in v])),
+                        "fill_per_luma": float(np.mean([c[0] for c in v]) / max(np.mean([c[2] for c in v]), 1e-9)),
+                        "surrounding_per_luma": float(np.mean([c[1] for c in v]) / max(np.mean([c[3] for c in v]), 1e-9))}
+                 for name, v in chroma_stats.items()} or None,
       "paper_table1_psnr_ssim": PAPER_TABLE_1, "image_ids": ids,
       "columns": "column order of grid.png: damaged, " + ", ".join(methods) + ", ground truth",
   }
@@ -412,8 +426,8 @@ def markdown(report: dict) -> str:
   with_fid = "fid" in report["methods"][MODEL]
   lines = [f"# Evaluation: {report['protocol']} protocol, {report['num_images']} images "
            f"({report['data']}, {report['split']}), {report['image_size']}×{report['image_size']}",
-           "", f"Checkpoint step {report['checkpoint_step']}; data range {report['data_range']}; images: "
-           f"{report['selection']} (ids in report.json).", ""]
+           "", f"Checkpoint step {report['checkpoint_step']}; data range {report['data_range']}; holes filled "
+           f"`{report.get('hole_fill', 'white')}`; images: {report['selection']} (ids in report.json).", ""]
   if report["by_hole_size"]:
     lines += [f"Every image at each of {len(report['by_hole_size'])} centred hole sizes; the table below "
               "averages the sizes (each weighs the same), one table per size follows.", ""]
@@ -422,9 +436,12 @@ def markdown(report: dict) -> str:
   if report.get("chroma"):
     lines += ["", f"Faces turned into {report['tone']} prints first; the model's fill follows the photo's tone "
               "(faceinpaint_jax.tone). Mean chroma (√(Cb² + Cr²), levels) of the hole's pixels and of the known "
-              "pixels around it:", "", "| method | fill | surrounding | difference |", "|---|---|---|---|"]
+              "pixels around it (a ring as wide as a sixteenth of the image), and the same per unit of luma:", "",
+              "| method | fill | surrounding | difference | fill / luma | surrounding / luma |",
+              "|---|---|---|---|---|---|"]
     for name, c in report["chroma"].items():
-      lines.append(f"| {name} | {c['fill']:.2f} | {c['surrounding']:.2f} | {c['fill'] - c['surrounding']:+.2f} |")
+      lines.append(f"| {name} | {c['fill']:.2f} | {c['surrounding']:.2f} | {c['fill'] - c['surrounding']:+.2f} "
+                   f"| {c['fill_per_luma']:.4f} | {c['surrounding_per_luma']:.4f} |")
   if report["attention_iou"] is None:
     lines += ["", "This model has no attentive module (model.attentive=False): it is given the true hole."]
   else:
@@ -449,6 +466,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> int:
+  from faceinpaint_jax.data.masks import HOLE_FILL_CHOICES
   ap = argparse.ArgumentParser(prog="python -m faceinpaint_jax.evaluate", description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", required=True)
@@ -464,6 +482,8 @@ def main(argv=None) -> int:
   ap.add_argument("--attention-threshold", type=float, default=0.5)
   ap.add_argument("--step", type=int, default=None, help="a kept checkpoint step (default: the latest)")
   ap.add_argument("--no-fid", action="store_true", help="skip FID and KID (the Inception network's passes)")
+  ap.add_argument("--fill", choices=HOLE_FILL_CHOICES, default=None,
+                  help="how holes are damaged (default: the model's data.hole_fill)")
   ap.add_argument("--tone", choices=("grey", "sepia"), default=None,
                   help="evaluate on grey or sepia prints of the faces (old photos)")
   ap.add_argument("--blind", action="store_true",
@@ -478,7 +498,7 @@ def main(argv=None) -> int:
     else:
       evaluate(args.workdir, args.data, args.protocol, args.num, args.out, args.masks, args.batch,
                args.seed, args.split, args.attention_threshold, step=args.step, fid=not args.no_fid,
-               tone=args.tone)
+               tone=args.tone, fill=args.fill)
   except (UserError, SourceError, AssetError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

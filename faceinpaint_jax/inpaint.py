@@ -150,14 +150,18 @@ class Inpainter:
     return frames, len(faces)
 
   # -- one crop -----------------------------------------------------------------------------------
-  def _complete_crop(self, photo, frame, hole):
+  def _complete_crop(self, photo, frame, hole, monochrome: bool = False):
     """Network on one crop → completion on the photo's grid, the photo pixels the crop covers, A_N on the
     photo's grid (None without the attentive module) and, when no hole is given, the blind mask."""
     from faceinpaint_jax import framing
     from faceinpaint_jax.data.masks import damage_given_hole
     from faceinpaint_jax.data.preprocess import to_model_range, to_uint8
-    image = to_model_range(framing.warp_to_crop(photo, frame))
+    from faceinpaint_jax.tone import luma
+    crop = framing.warp_to_crop(photo, frame)
     crop_hole = np.zeros((self.size, self.size), bool) if hole is None else framing.mask_to_crop(hole, frame)
+    if monochrome:
+      crop = np.repeat(np.clip(np.round(luma(crop)), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    image = to_model_range(crop)
     if hole is not None:
       image = damage_given_hole(image, crop_hole[..., None].astype(np.float32), self.config.data.hole_fill)
     outputs = self._predict(self.variables, image[None], crop_hole[None, ..., None].astype(np.float32))
@@ -170,8 +174,14 @@ class Inpainter:
     attention = np.clip(framing.crop_to_photo(crop_attention, frame, photo.shape[:2])[0], 0, 1) * inside
     found = None
     if hole is None:
+      from faceinpaint_jax.blind import refine_on_photo
       crop_blind = blind_mask(crop_attention, self.blind_settings, (image + 1) / 2).astype(np.float32)
-      found = (framing.crop_to_photo(crop_blind, frame, photo.shape[:2])[0] > 0.5) & inside
+      soft = np.clip(framing.crop_to_photo(crop_blind, frame, photo.shape[:2])[0], 0, 1) * inside
+      radius = max(1, int(round(2.0 / frame.scale))) if self.blind_settings.guided_radius > 0 else 0
+      found = (refine_on_photo(soft, photo, radius) if radius else soft > 0.5) & inside
+      if self.blind_settings.grow_flat:
+        from faceinpaint_jax.blind import grow_into_flat_fill
+        found = grow_into_flat_fill(found, photo, max(1, int(round(3.0 / frame.scale)))) & inside
     return back, inside, attention, found
 
   # -- a photo ------------------------------------------------------------------------------------
@@ -184,6 +194,9 @@ class Inpainter:
       raise UserError("this model has no attentive module (model.attentive=False): give the hole with --mask")
     if mask is not None:
       _check_hole(mask, "the mask")
+    from faceinpaint_jax.tone import is_monochrome
+    # A grey or toned print is shown to the network as grey; its fill is toned back below.
+    monochrome = is_monochrome(photo, ~mask if mask is not None else np.ones(photo.shape[:2], bool))
     frames, faces = self.face_frames(photo, mask, face_box)
     result = photo.copy()
     if mask is None:  # mask-free: each face's crop finds its own damage
@@ -194,7 +207,7 @@ class Inpainter:
       hole = np.zeros(photo.shape[:2], bool)
       attention_photo = np.zeros(photo.shape[:2], np.float32)
       for frame in frames:
-        back, inside, attention, found = self._complete_crop(photo, frame, None)
+        back, inside, attention, found = self._complete_crop(photo, frame, None, monochrome)
         new = found & ~hole
         result[new] = back[new]
         hole |= found
@@ -211,7 +224,7 @@ class Inpainter:
         _, inside = framing.crop_to_photo(np.zeros((self.size, self.size), np.uint8), frame, photo.shape[:2])
         if not (remaining & inside).any():
           continue  # this face's crop does not meet the hole
-        back, inside, _, _ = self._complete_crop(photo, frame, mask)
+        back, inside, _, _ = self._complete_crop(photo, frame, mask, monochrome)
         take = remaining & inside
         result[take] = back[take]
         remaining &= ~take
@@ -222,7 +235,7 @@ class Inpainter:
         if not remaining.any():
           break
         frame = framing.frame_around(remaining, self.size, photo.shape[:2])
-        back, inside, _, _ = self._complete_crop(photo, frame, mask)
+        back, inside, _, _ = self._complete_crop(photo, frame, mask, monochrome)
         take = remaining & inside
         result[take] = back[take]
         remaining &= ~take

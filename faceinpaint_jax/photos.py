@@ -69,7 +69,12 @@ def run(workdir: str, out: str, mask_free: bool = False, cache_dir: str = "") ->
     hole = hole_over(part, faces[0].landmarks, photo.shape[:2])
     damaged = photo.copy()
     damaged[hole] = 255
-    done = painter(damaged, None) if mask_free else painter(photo, hole)
+    try:
+      done = painter(damaged, None) if mask_free else painter(photo, hole)
+    except UserError as e:  # e.g. mask-free and the damaged face is no longer detected
+      report["photos"][name] = {"error": str(e)}
+      print(f"{name}: {e}", flush=True)
+      continue
     stem = pathlib.Path(name).stem
     Image.fromarray(done.image).save(out / f"{stem}.png")
     Image.fromarray(hole.astype(np.uint8) * 255).save(out / "masks" / f"{stem}.png")

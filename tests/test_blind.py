@@ -48,3 +48,25 @@ def test_guided_filter_snaps_a_rounded_map_onto_the_damage_edges():
   # On a flat guide the filter is a plain box blur of the map, and it keeps constants.
   flat = np.full((32, 32, 3), 0.5)
   np.testing.assert_allclose(guided_filter(flat, np.full((32, 32), 0.7), 2, 1e-2), 0.7, atol=1e-9)
+
+
+def test_on_a_photo_the_found_region_snaps_to_the_damage_and_a_flat_fill_is_taken_whole():
+  from scipy import ndimage
+
+  from faceinpaint_jax.blind import grow_into_flat_fill, refine_on_photo
+  rng = np.random.default_rng(0)
+  photo = np.clip(120 + 25 * rng.standard_normal((300, 300, 3)), 0, 255).astype(np.uint8)
+  hole = np.zeros((300, 300), bool)
+  hole[100:180, 90:200] = True
+  photo[hole] = 255
+  # What comes back from a 64² crop: a blurred, shrunk, corner-less map at the photo's resolution.
+  soft = ndimage.gaussian_filter(hole.astype(float), 8) * 0.9
+  plain = soft > 0.5
+  refined = refine_on_photo(soft, photo, radius=9)
+  assert (hole & ~refined).sum() < 0.2 * (hole & ~plain).sum()
+  grown = grow_into_flat_fill(refined, photo, max_growth=15)
+  assert not (hole & ~grown).any() and (grown & ~hole).sum() < 0.01 * hole.sum()
+  # Textured damage does not grow: noise stays as found.
+  noisy = photo.copy()
+  noisy[hole] = rng.integers(0, 255, (hole.sum(), 3))
+  np.testing.assert_array_equal(grow_into_flat_fill(plain, noisy, max_growth=15), plain)

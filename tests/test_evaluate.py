@@ -276,3 +276,23 @@ def test_ablation_variant_specs():
     apply_overrides(config, {"train.stepz": 3})
   with pytest.raises(ConfigError):
     apply_overrides(config, {"model.norm": "layer"})
+
+
+@pytest.mark.slow
+def test_blind_and_toned_evaluation(trained_workdir, tmp_path):
+  """--blind: every fill kind, IoU and the uncovered share of the hole in range, PSNR with the blind mask
+  never above the true mask's; --tone grey: the model's fills stay grey (chroma 0) like the prints."""
+  from faceinpaint_jax.data.masks import HOLE_FILLS
+  from faceinpaint_jax.evaluate import evaluate, evaluate_blind
+  report = evaluate_blind(trained_workdir, "sample", 6, tmp_path / "blind")
+  assert list(report["by_fill"]) == list(HOLE_FILLS)
+  for fill, (row,) in report["by_fill"].items():
+    assert 0 <= row["iou"] <= 1 and 0 <= row["uncovered"] <= 1, fill
+    assert np.isfinite(row["psnr_hole"]) and np.isfinite(row["psnr_hole_true_mask"])
+  assert (tmp_path / "blind" / "blind_grid.png").exists() and "| white |" in (tmp_path / "blind" / "report.md").read_text()
+  report = evaluate(trained_workdir, "sample", "center", 6, tmp_path / "grey", fid=False, tone="grey", fill="white")
+  chroma = report["chroma"]
+  assert chroma["this_model"]["fill"] < 1.0 and chroma["ground_truth"]["fill"] < 1.0
+  assert chroma["opencv_telea"]["surrounding"] < 1.0 and report["hole_fill"] == "white"
+  saved = np.asarray(Image.open(next((tmp_path / "grey" / "completions" / "this_model").iterdir())), np.int16)
+  assert np.abs(saved[..., 0] - saved[..., 1]).max() <= 1  # a grey image on disk
