@@ -32,6 +32,19 @@ def one_line(error: BaseException) -> str:
   return " ".join(str(error).split())
 
 
+def read_weights(read, source: os.PathLike, what: str, expected: str = "a readable PyTorch checkpoint"):
+  """`read(source)` with the restricted torch readers' failures as one-line AssetErrors naming `what`."""
+  import pickle
+
+  from faceinpaint_jax.safe_pickle import UnsafeCheckpointError
+  try:
+    return read(source)
+  except UnsafeCheckpointError as e:
+    raise AssetError(f"refusing the {what} {source}: {one_line(e)}") from None
+  except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
+    raise AssetError(f"{what} {source} are not {expected} ({type(e).__name__}: {one_line(e)})") from None
+
+
 def save_tree(path: os.PathLike, tree: dict) -> None:
   """A nested dict of arrays as one .npz with 'a/b/c' keys (converted weights), written atomically."""
   import numpy as np

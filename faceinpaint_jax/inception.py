@@ -14,8 +14,6 @@ j·in/out, edges clamped — what `nv_bilinear` reproduces in PyTorch), then map
 from __future__ import annotations
 
 import pathlib
-import pickle
-import zipfile
 from typing import Sequence
 
 import chex
@@ -251,7 +249,7 @@ def _conv_units() -> dict[tuple, tuple]:
 def load_inception_variables(path: str = "", cache_dir: str = "") -> dict:
   """{"params"} of the FID Inception from `path` (the TorchScript archive, or its .npz conversion) or the
   pinned download; the conversion is cached as .npz next to the archive."""
-  from faceinpaint_jax.safe_pickle import UnsafeCheckpointError, load_torchscript_tensors
+  from faceinpaint_jax.safe_pickle import load_torchscript_tensors
 
   source = pathlib.Path(path) if path else inception_checkpoint(cache_dir)
   if not source.exists():
@@ -261,13 +259,8 @@ def load_inception_variables(path: str = "", cache_dir: str = "") -> dict:
   cached = assets.cache_root(cache_dir) / "fid_inception" / f"inception_{assets.sha256_file(source)[:16]}.npz"
   if cached.exists():
     return assets.load_tree(cached)
-  try:
-    variables = torchscript_to_flax(*load_torchscript_tensors(source))
-  except UnsafeCheckpointError as e:
-    raise assets.AssetError(f"refusing the Inception weights {source}: {assets.one_line(e)}") from None
-  except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
-    raise assets.AssetError(f"Inception weights {source} are not the FID network's TorchScript archive "
-                            f"({type(e).__name__}: {assets.one_line(e)})") from None
+  variables = torchscript_to_flax(*assets.read_weights(
+      load_torchscript_tensors, source, "Inception weights", "the FID network's TorchScript archive"))
   assets.save_tree(cached, variables)
   return variables
 

