@@ -284,13 +284,14 @@ def test_blind_and_toned_evaluation(trained_workdir, tmp_path):
   never above the true mask's; --tone grey: the model's fills stay grey (chroma 0) like the prints."""
   from faceinpaint_jax.data.masks import HOLE_FILLS
   from faceinpaint_jax.evaluate import evaluate, evaluate_blind
-  report = evaluate_blind(trained_workdir, "sample", 6, tmp_path / "blind")
+  report = evaluate_blind(trained_workdir, "sample", 4, tmp_path / "blind", batch_size=4)
   assert list(report["by_fill"]) == list(HOLE_FILLS)
   for fill, (row,) in report["by_fill"].items():
     assert 0 <= row["iou"] <= 1 and 0 <= row["uncovered"] <= 1, fill
     assert np.isfinite(row["psnr_hole"]) and np.isfinite(row["psnr_hole_true_mask"])
   assert (tmp_path / "blind" / "blind_grid.png").exists() and "| white |" in (tmp_path / "blind" / "report.md").read_text()
-  report = evaluate(trained_workdir, "sample", "center", 6, tmp_path / "grey", fid=False, tone="grey", fill="white")
+  report = evaluate(trained_workdir, "sample", "center", 4, tmp_path / "grey", batch_size=4, fid=False, tone="grey",
+                    fill="white")
   chroma = report["chroma"]
   assert chroma["this_model"]["fill"] < 1.0 and chroma["ground_truth"]["fill"] < 1.0
   assert chroma["opencv_telea"]["surrounding"] < 1.0 and report["hole_fill"] == "white"
