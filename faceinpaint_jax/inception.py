@@ -259,8 +259,9 @@ def load_inception_variables(path: str = "", cache_dir: str = "") -> dict:
   cached = assets.cache_root(cache_dir) / "fid_inception" / f"inception_{assets.sha256_file(source)[:16]}.npz"
   if cached.exists():
     return assets.load_tree(cached)
-  variables = torchscript_to_flax(*assets.read_weights(
-      load_torchscript_tensors, source, "Inception weights", "the FID network's TorchScript archive"))
+  # The conversion's own failures (a TorchScript archive of another network) are caught too.
+  variables = assets.read_weights(lambda p: torchscript_to_flax(*load_torchscript_tensors(p)), source,
+                                  "Inception weights", "the FID network's TorchScript archive")
   assets.save_tree(cached, variables)
   return variables
 

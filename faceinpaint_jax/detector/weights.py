@@ -64,6 +64,7 @@ def load_mtcnn_variables(path: str = "", cache_dir: str = "") -> dict:
     return assets.load_tree(cached)
   variables = {}
   for name, source in sources.items():
-    variables[name] = torch_to_flax(assets.read_weights(load_state_dict, source, "face detector weights"))
+    variables[name] = assets.read_weights(lambda p: torch_to_flax(load_state_dict(p)), source,
+                                          "face detector weights")
   assets.save_tree(cached, variables)
   return variables
