@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceinpaint_jax import assets, framing, inpaint
+from faceinpaint_jax import assets, inpaint
 from faceinpaint_jax.data.preprocess import decode_image
 
 
