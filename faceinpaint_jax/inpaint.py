@@ -156,11 +156,11 @@ class Inpainter:
     from faceinpaint_jax import framing
     from faceinpaint_jax.data.masks import damage_given_hole
     from faceinpaint_jax.data.preprocess import to_model_range, to_uint8
-    from faceinpaint_jax.tone import luma
+    from faceinpaint_jax.tone import apply_tone
     crop = framing.warp_to_crop(photo, frame)
     crop_hole = np.zeros((self.size, self.size), bool) if hole is None else framing.mask_to_crop(hole, frame)
     if monochrome:
-      crop = np.repeat(np.clip(np.round(luma(crop)), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+      crop = apply_tone(crop, "grey")
     image = to_model_range(crop)
     if hole is not None:
       image = damage_given_hole(image, crop_hole[..., None].astype(np.float32), self.config.data.hole_fill)

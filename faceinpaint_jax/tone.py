@@ -74,9 +74,7 @@ def network_view(rgb_uint8: np.ndarray, known: np.ndarray) -> np.ndarray:
   """What the network is shown: a monochrome photo as plain grey (its brightness), which it completes as
   well as colour faces, where a toned print (sepia) would be out of its training colours; the fill is
   toned back by `follow_tone`. Colour photos unchanged."""
-  if not is_monochrome(rgb_uint8, known):
-    return rgb_uint8
-  return np.repeat(np.clip(np.round(luma(rgb_uint8)), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+  return apply_tone(rgb_uint8, "grey") if is_monochrome(rgb_uint8, known) else rgb_uint8
 
 
 def _grain(grey: np.ndarray, region: np.ndarray) -> float:
