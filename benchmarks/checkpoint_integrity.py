@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 
 from faceinpaint_jax.checkpoint import Checkpointer, abstract_like, array_digests
 from faceinpaint_jax.config import load_config_file
-from faceinpaint_jax.train.state import create_train_state
+from faceinpaint_jax.train.state import initial_train_state
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -37,7 +37,7 @@ def main():
   ap.add_argument("--repeats", type=int, default=3)
   args = ap.parse_args()
   config = load_config_file(args.config)
-  state = jax.jit(lambda key: create_train_state(config, key))(jax.random.key(0))
+  state = initial_train_state(config, jax.random.key(0))
   jax.block_until_ready(state)
   leaves = jax.tree_util.tree_leaves(state)
   megabytes = sum(getattr(x, "nbytes", 0) for x in leaves if hasattr(x, "nbytes")) / 2**20

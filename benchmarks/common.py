@@ -90,7 +90,7 @@ def stage2_setup(args):
 
   from faceinpaint_jax import parallel
   from faceinpaint_jax.config import load_config_file
-  from faceinpaint_jax.train.state import create_train_state
+  from faceinpaint_jax.train.state import initial_train_state
   from faceinpaint_jax.train.steps import Steps
 
   config = load_config_file(args.config)
@@ -108,7 +108,7 @@ def stage2_setup(args):
   mesh = parallel.make_mesh()
   rep, shard = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   steps = Steps(config, parser_variables).compile(rep, shard)
-  state = jax.jit(lambda k: create_train_state(config, k), out_shardings=rep)(jax.random.key(0))
+  state = initial_train_state(config, jax.random.key(0), rep)
   size = config.data.image_size
   rng = np.random.default_rng(0)
   image = rng.uniform(-1, 1, (args.batch, size, size, 3)).astype(np.float32)

@@ -33,6 +33,9 @@ from PIL import Image
 from faceinpaint_jax.cli import UserError
 
 MAX_HOLE_FRACTION = 0.9
+# Training holes cover at most a quarter of the crop (32² of 64²); past half of the face there is no face
+# left to complete from, and the network's fill would be invented wholesale.
+MAX_CROP_HOLE_FRACTION = 0.5
 # A landmark this close to the hole (in units of the face box's side) is taken as hidden by it.
 LANDMARK_MARGIN = 0.04
 
@@ -100,6 +103,7 @@ class Inpainted:
   frames: list  # framing.Frame, in the order they were completed
   faces: int  # faces the detector found
   notes: list[str]  # warnings for the user
+  crops: list  # (size, size, 3) uint8 per frame: the damaged crop as the network saw it
 
 
 class Inpainter:
@@ -152,7 +156,8 @@ class Inpainter:
   # -- one crop -----------------------------------------------------------------------------------
   def _complete_crop(self, photo, frame, hole, monochrome: bool = False):
     """Network on one crop → completion on the photo's grid, the photo pixels the crop covers, A_N on the
-    photo's grid (None without the attentive module) and, when no hole is given, the blind mask."""
+    photo's grid (None without the attentive module), when no hole is given the blind mask, and the
+    network's input as uint8."""
     from faceinpaint_jax import framing
     from faceinpaint_jax.data.masks import damage_given_hole
     from faceinpaint_jax.data.preprocess import to_model_range, to_uint8
@@ -164,11 +169,15 @@ class Inpainter:
     image = to_model_range(crop)
     if hole is not None:
       image = damage_given_hole(image, crop_hole[..., None].astype(np.float32), self.config.data.hole_fill)
+    if hole is not None and crop_hole.mean() > MAX_CROP_HOLE_FRACTION:
+      raise UserError(f"the mask covers {crop_hole.mean():.0%} of the crop it falls in ({frame.describe()}): "
+                      f"the model completes holes of up to {MAX_CROP_HOLE_FRACTION:.0%} of a face crop")
     outputs = self._predict(self.variables, image[None], crop_hole[None, ..., None].astype(np.float32))
     completion = to_uint8(np.asarray(outputs["completion"][0]))
+    seen = to_uint8(image)
     back, inside = framing.crop_to_photo(completion, frame, photo.shape[:2])
     if not self.attentive:
-      return back, inside, None, None
+      return back, inside, None, None, seen
     from faceinpaint_jax.blind import blind_mask
     crop_attention = np.asarray(outputs["attention_maps"][-1, 0, ..., 0], np.float32)
     attention = np.clip(framing.crop_to_photo(crop_attention, frame, photo.shape[:2])[0], 0, 1) * inside
@@ -182,7 +191,7 @@ class Inpainter:
       if self.blind_settings.grow_flat:
         from faceinpaint_jax.blind import grow_into_flat_fill
         found = grow_into_flat_fill(found, photo, max(1, int(round(3.0 / frame.scale)))) & inside
-    return back, inside, attention, found
+    return back, inside, attention, found, seen
 
   # -- a photo ------------------------------------------------------------------------------------
   def __call__(self, photo: np.ndarray, mask: np.ndarray | None = None, blend: str = "none",
@@ -206,8 +215,10 @@ class Inpainter:
         frames = [_center_square(photo.shape[:2], self.size)]
       hole = np.zeros(photo.shape[:2], bool)
       attention_photo = np.zeros(photo.shape[:2], np.float32)
+      crops = []
       for frame in frames:
-        back, inside, attention, found = self._complete_crop(photo, frame, None, monochrome)
+        back, inside, attention, found, seen = self._complete_crop(photo, frame, None, monochrome)
+        crops.append(seen)
         new = found & ~hole
         result[new] = back[new]
         hole |= found
@@ -219,34 +230,36 @@ class Inpainter:
       hole = mask
       attention_photo = None
       remaining = mask.copy()
-      used = []
+      used, crops = [], []
       for frame in frames:
         _, inside = framing.crop_to_photo(np.zeros((self.size, self.size), np.uint8), frame, photo.shape[:2])
         if not (remaining & inside).any():
           continue  # this face's crop does not meet the hole
-        back, inside, _, _ = self._complete_crop(photo, frame, mask, monochrome)
+        back, inside, _, _, seen = self._complete_crop(photo, frame, mask, monochrome)
         take = remaining & inside
         result[take] = back[take]
         remaining &= ~take
         used.append(frame)
+        crops.append(seen)
       if self.detector is not None and not used and face_box is None:
         notes.append("no face found" if not faces else f"no face's crop meets the hole ({faces} found)")
       for _ in range(4):  # hole pixels outside every face crop: a square crop around what is left
         if not remaining.any():
           break
         frame = framing.frame_around(remaining, self.size, photo.shape[:2])
-        back, inside, _, _ = self._complete_crop(photo, frame, mask, monochrome)
+        back, inside, _, _, seen = self._complete_crop(photo, frame, mask, monochrome)
         take = remaining & inside
         result[take] = back[take]
         remaining &= ~take
         used.append(frame)
+        crops.append(seen)
       if used and used[-1].how == "hole" and len(used) > 1:
         notes.append("part of the hole lies outside the face crops: completed from a crop around it")
     if blend == "poisson":
       result = poisson_blend(photo, result, hole)
     from faceinpaint_jax.tone import follow_tone
     result = follow_tone(result, hole)  # grey and toned prints keep their tone and grain in the fill
-    return Inpainted(result.astype(np.uint8), hole, attention_photo, used, faces, notes)
+    return Inpainted(result.astype(np.uint8), hole, attention_photo, used, faces, notes, crops)
 
 
 def _near(hole: np.ndarray, x: float, y: float, margin: int) -> bool:

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,11 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import free_port
 from faceinpaint_jax import parallel
 from faceinpaint_jax.checkpoint import load_raw
 from faceinpaint_jax.data import InputPipeline
 from faceinpaint_jax.train.loop import train_and_evaluate
-from faceinpaint_jax.train.state import create_train_state
+from faceinpaint_jax.train.state import initial_train_state
 from faceinpaint_jax.train.steps import Steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,8 +47,7 @@ def steps_and_batch(tiny_config):
   steps = Steps(tiny_config).compile(parallel.replicated(mesh), parallel.batch_sharded(mesh))
   pipeline = InputPipeline(tiny_config, process_index=0, process_count=1)
   batch = parallel.global_batch(pipeline.batch(0), mesh)
-  state = jax.jit(lambda k: create_train_state(tiny_config, k),
-                  out_shardings=parallel.replicated(mesh))(jax.random.key(0))
+  state = initial_train_state(tiny_config, jax.random.key(0), parallel.replicated(mesh))
   return steps, batch, state
 
 
@@ -274,6 +273,7 @@ def _assert_close_relative(a: dict, b: dict, rtol: float):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("one_device_run")  # one worker makes the shared reference
 def test_four_devices_match_one_device(tmp_path, one_device_run):
   four = _run_with_devices(4, str(tmp_path / "four"))
   out_four = four.communicate()[0]
@@ -305,15 +305,10 @@ def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
   assert meta["step"] >= 2
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 @pytest.mark.slow
+@pytest.mark.xdist_group("one_device_run")  # one worker makes the shared reference
 def test_two_processes_match_one_device(tmp_path, one_device_run):
-  port = _free_port()
+  port = free_port()
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
   procs = [subprocess.Popen(
       [sys.executable, "-c", _train_script(tmp_path / "multi", "\n".join([
@@ -345,7 +340,7 @@ def test_semantic_loss_is_trained_and_logged(tiny_config):
   steps = Steps(tiny_config, parser_variables).compile(parallel.replicated(mesh), parallel.batch_sharded(mesh))
   pipeline = InputPipeline(tiny_config, process_index=0, process_count=1)
   batch = parallel.global_batch(pipeline.batch(0), mesh)
-  state = jax.jit(lambda k: create_train_state(tiny_config, k))(jax.random.key(0))
+  state = initial_train_state(tiny_config, jax.random.key(0))
   outputs = steps.generator.apply({"params": state.g_params, "batch_stats": state.g_batch_stats},
                                   batch["damaged"], train=True, mutable=["batch_stats"])[0]
   completed = compose(outputs["completion"], batch["damaged"], batch["hole_mask"])

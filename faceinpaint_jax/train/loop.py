@@ -20,7 +20,7 @@ import numpy as np
 from faceinpaint_jax import parallel
 from faceinpaint_jax.checkpoint import Checkpointer, abstract_like
 from faceinpaint_jax.data import InputPipeline
-from faceinpaint_jax.train.state import create_train_state
+from faceinpaint_jax.train.state import initial_train_state
 from faceinpaint_jax.train.steps import Steps
 from faceinpaint_jax.train.workdir import WorkdirLock, remove_interrupted_saves
 from faceinpaint_jax.visualize import image_grid, save_png
@@ -162,8 +162,7 @@ def _train(config, workdir: str) -> int:
     from faceinpaint_jax.parser import load_parser_variables
     parser_variables = load_parser_variables(config.loss.parser_weights, config.data.cache_dir)
   steps = Steps(config, parser_variables).compile(state_sharding, batch_sharding)
-  init = jax.jit(lambda key: create_train_state(config, key), out_shardings=state_sharding)
-  state = init(jax.random.key(config.train.seed))
+  state = initial_train_state(config, jax.random.key(config.train.seed), state_sharding)
 
   checkpointer = Checkpointer(workdir, config.train.keep_checkpoints)
   start_step, restored, _ = checkpointer.restore_latest_intact(abstract_like(state, state_sharding),
