@@ -175,19 +175,16 @@ def build_app(model: DemoModel, examples: list[str], mask_free_example: str, out
     """A message in a box on the page that stays until closed (the text is escaped: it may quote input)."""
     return gr.Error(html.escape(str(error)), duration=None, print_exception=False)
 
-  class PhotoEditor(gr.ImageEditor):
-    """The image editor, with uploads decoded by the project's reader: an unreadable or too large file is
-    a message on the page, not a stack trace."""
-    is_template = True  # Gradio's mark for a subclass that keeps its parent's page component
-
-    def preprocess(self, payload):
-      if payload is None or payload.background is None:
-        return None
-      try:
-        photo = read_photo(payload.background.path)
-      except UserError as e:
-        raise page_error(e) from None
-      return {"photo": photo, "layers": [layer.path for layer in payload.layers or ()]}
+  def read_editor(payload):
+    """The image editor's upload, decoded by the project's reader (an unreadable or too large file is a
+    message on the page, not a stack trace), and the paths of its brush layers."""
+    if payload is None or payload.background is None:
+      return None
+    try:
+      photo = read_photo(payload.background.path)
+    except UserError as e:
+      raise page_error(e) from None
+    return {"photo": photo, "layers": [layer.path for layer in payload.layers or ()]}
 
   def run(editor_value, mode):
     try:
@@ -215,10 +212,13 @@ def build_app(model: DemoModel, examples: list[str], mask_free_example: str, out
                 "module find the damage.")
     with gr.Row():
       with gr.Column(scale=3):
-        editor = PhotoEditor(label="Photo — brush over the damage", type="filepath", image_mode="RGBA",
-                             sources=["upload", "clipboard"], transforms=(), layers=False,
-                             brush=gr.Brush(colors=["rgb(255, 0, 255)"], color_mode="fixed", default_size=12),
-                             elem_id="photo_editor", buttons=["fullscreen"])
+        editor = gr.ImageEditor(label="Photo — brush over the damage", type="filepath", image_mode="RGBA",
+                                sources=["upload", "clipboard"], transforms=(), layers=False,
+                                brush=gr.Brush(colors=["rgb(255, 0, 255)"], color_mode="fixed", default_size=12),
+                                elem_id="photo_editor", buttons=["fullscreen"])
+        # On the instance, not a subclass: Gradio treats a subclass as a custom component (and writes a
+        # .pyi stub beside this module).
+        editor.preprocess = read_editor
       with gr.Column(scale=1):
         mode = gr.Radio(list(MODES if model.attentive else MODES[:1]), value=MODES[0], label="Damage",
                         elem_id="mode")
