@@ -132,10 +132,13 @@ def _complete_in_browser(driver, url: str, photo: pathlib.Path, brush_box=None) 
   editor = _wait(lambda: driver.find_elements(By.ID, "photo_editor"), what="the editor")[0]
   _wait(lambda: editor.find_elements(By.CSS_SELECTOR, "input[type=file]"))[0].send_keys(str(photo))
   _wait(lambda: editor.find_elements(By.CSS_SELECTOR, "canvas"), what="the canvas")
-  zoom = _wait(lambda: (z := editor.find_elements(By.CSS_SELECTOR, ".zoom-number span")) and z[0].text.strip(),
-               what="the zoom level")
-  time.sleep(1.0)  # the editor fits the photo to the canvas after the upload
-  zoom = float(editor.find_element(By.CSS_SELECTOR, ".zoom-number span").text.strip().rstrip("%")) / 100
+  readings = []
+
+  def settled_zoom():  # the editor fits the photo to the canvas after the upload: wait until it has
+    spans = editor.find_elements(By.CSS_SELECTOR, ".zoom-number span")
+    readings.append(spans[0].text.strip() if spans else "")
+    return readings[-1] if len(readings) >= 3 and readings[-1] and len(set(readings[-3:])) == 1 else None
+  zoom = float(_wait(settled_zoom, what="the zoom level").rstrip("%")) / 100
   width, height = Image.open(photo).size
   canvas = editor.find_elements(By.CSS_SELECTOR, "canvas")[-1]
   if brush_box is None:
