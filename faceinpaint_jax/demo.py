@@ -50,12 +50,6 @@ class Completed:
   result: np.ndarray  # (H, W, 3) uint8, the photo's size
   hole: np.ndarray  # (H, W) bool
   message: str
-  seconds: float
-
-
-def check_pixels(width: int, height: int, what: str = "the photo"):
-  if width * height > MAX_PIXELS:
-    raise UserError(f"{what} is {width}×{height} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels")
 
 
 def read_photo(path: str) -> np.ndarray:
@@ -63,9 +57,11 @@ def read_photo(path: str) -> np.ndarray:
   from faceinpaint_jax.data.preprocess import BadImageError, decode_image
   try:
     with Image.open(path) as image:
-      check_pixels(*image.size)
+      width, height = image.size
   except (OSError, Image.DecompressionBombError, ValueError) as e:
     raise UserError(f"the upload is not a readable image ({type(e).__name__})") from None
+  if width * height > MAX_PIXELS:
+    raise UserError(f"the photo is {width}×{height} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels")
   try:
     return decode_image(path)
   except BadImageError as e:
@@ -100,7 +96,6 @@ class DemoModel:
 
   def __init__(self, workdir: str, step: int | None = None, detector_weights: str = ""):
     from faceinpaint_jax.inpaint import Inpainter
-    self.workdir = workdir
     self.inpainter = Inpainter(workdir, step, detector_weights=detector_weights)
     self.name = pathlib.Path(workdir).resolve().name
     self.attentive = self.inpainter.attentive
@@ -124,7 +119,7 @@ class DemoModel:
              f"{done.hole.sum():,} pixels filled · crop: {crops}"]
     lines += [f"Note: {note}" for note in done.notes]
     return Completed(photo, framing.draw_frames(photo, done.frames, done.hole), crop_strip(done.crops),
-                     done.image, done.hole, "\n\n".join(lines), seconds)
+                     done.image, done.hole, "\n\n".join(lines))
 
   def warm_up(self, photo: np.ndarray) -> float:
     """Compile the network and the detector's pyramid for `photo`'s size (the sample faces' 178×218)."""
@@ -160,16 +155,11 @@ def example_files(cache_dir: str, out_dir: pathlib.Path) -> tuple[list[str], str
   return paths, str(path)
 
 
-def _save_png(array: np.ndarray, folder: pathlib.Path, name: str) -> str:
-  folder.mkdir(parents=True, exist_ok=True)
-  path = folder / name
-  Image.fromarray(array).save(path)
-  return str(path)
-
-
 def build_app(model: DemoModel, examples: list[str], mask_free_example: str, output_dir: pathlib.Path):
   """The Gradio page. Everything it computes comes from `model.complete`."""
   import gradio as gr
+
+  from faceinpaint_jax.inpaint import write_png
 
   def page_error(error: UserError):
     """A message in a box on the page that stays until closed (the text is escaped: it may quote input)."""
@@ -194,16 +184,15 @@ def build_app(model: DemoModel, examples: list[str], mask_free_example: str, out
       hole = None
       if mode == MODES[0]:
         hole = brushed_hole(editor_value["layers"], photo.shape[:2])
-      elif not model.attentive:
-        raise UserError("this model has no attentive module (model.attentive=False): brush over the damage")
       done = model.complete(photo, hole)
     except UserError as e:
       raise page_error(e) from None
-    stamp = f"{int(time.time() * 1000)}"
-    folder = output_dir / stamp
-    result_png = _save_png(done.result, folder, "result.png")
-    mask_png = _save_png(done.hole.astype(np.uint8) * 255, folder, "mask.png")
-    return (done.photo, done.mask_view, done.crop_view, result_png, [result_png, mask_png], done.message)
+    folder = output_dir / f"{int(time.time() * 1000)}"
+    result_png, mask_png = folder / "result.png", folder / "mask.png"
+    write_png(done.result, result_png)
+    write_png(done.hole.astype(np.uint8) * 255, mask_png)
+    return (done.photo, done.mask_view, done.crop_view, str(result_png), [str(result_png), str(mask_png)],
+            done.message)
 
   with gr.Blocks(title="faceinpaint_jax", analytics_enabled=False) as app:
     gr.Markdown("# Face completion (self-attention GAN)\n" + model.describe() +

@@ -276,7 +276,8 @@ def _center_square(shape, size):
   return framing.centred_frame((w / 2, h / 2), min(h, w), size, "centre square")
 
 
-def _atomic_png(array: np.ndarray, path: pathlib.Path):
+def write_png(array: np.ndarray, path: pathlib.Path):
+  """Written under a temporary name and renamed: a reader never sees half a file."""
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.partial.png")
   Image.fromarray(array).save(tmp)
@@ -325,11 +326,11 @@ def _process(inpainter: Inpainter, job: Job, args, face_box) -> Inpainted:
     mask = _read_mask(job.mask, photo.shape[:2])
   done = inpainter(photo, mask, args.blend, face_box)
   # Everything is computed before anything is written: an error leaves no output behind.
-  _atomic_png(done.image, job.output)
+  write_png(done.image, job.output)
   if job.attention is not None and done.attention is not None:
-    _atomic_png(np.clip(np.round(done.attention * 255), 0, 255).astype(np.uint8), job.attention)
+    write_png(np.clip(np.round(done.attention * 255), 0, 255).astype(np.uint8), job.attention)
   if job.debug is not None:
-    _atomic_png(framing.draw_frames(photo, done.frames, done.hole), job.debug)
+    write_png(framing.draw_frames(photo, done.frames, done.hole), job.debug)
   return done
 
 

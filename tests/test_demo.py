@@ -22,11 +22,12 @@ from PIL import Image
 from conftest import REPO, free_port
 from faceinpaint_jax import assets
 from faceinpaint_jax.data.preprocess import decode_image
+from faceinpaint_jax.demo import MASK_FREE_EXAMPLE
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 READY_WITHIN_S = 60  # the bound from start to a page that answers
 EYES = (55, 84, 125, 108)  # x1, y1, x2, y2 of a rectangle over the eyes of the sample faces (178×218)
-WHITE_HOLE = (60, 82, 118, 112)  # the mask-free example's white hole, as faceinpaint_jax.demo makes it
+WHITE_HOLE = MASK_FREE_EXAMPLE[1]  # the page's own mask-free example's white hole
 
 
 @pytest.fixture(scope="module")
