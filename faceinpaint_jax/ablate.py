@@ -4,18 +4,22 @@
       --variants full,baseline,no_gan,no_semantic --out runs/ablate
 
 A variant is a name from `VARIANTS`, optionally followed by config overrides in brackets:
-`baseline[train.g_learning_rate=1e-3;train.b1=0.9]`. For each variant the runner
+`baseline[train.g_learning_rate=1e-3;train.b1=0.9]`. The runner
 
-1. times stage-1 and stage-2 iterations of that variant in a short pilot run of the training loop
-   (`--pilot-steps` per stage; the sustained speed, compilation left out),
-2. sets `train.steps` so that training takes the budget at those speeds, keeping the config's share of
-   stage-1 steps and its warm-up, with the cosine horizon at the new `train.steps`,
-3. trains it with `launch.py` in a fresh process (OUT/<variant>/), and
-4. evaluates it on the held-out faces (`center` protocol, the same masks for every variant).
+1. times stage-1 and stage-2 iterations of every variant in short pilot runs of the training loop
+   (`--pilot-steps` per stage; the sustained speed, compilation left out), all pilots before any training
+   and `--pilot-rounds` times in alternating order, so that every variant is timed in the same stretch;
+2. sets each variant's `train.steps` so that its training takes the budget at those speeds, keeping the
+   config's share of stage-1 steps and its warm-up, with the cosine horizon at the new `train.steps`;
+3. trains the variants in `--rounds` interleaved chunks (each resumes the previous chunk's checkpoint,
+   bitwise the same as one run), so that a machine whose speed drifts over the run slows all of them
+   alike, each chunk with `launch.py` in a fresh process (OUT/<variant>/), and
+4. evaluates each on the held-out faces (`center` protocol, the same masks for every variant).
 
 It writes OUT/results.json, OUT/results.md (hole PSNR, SSIM, LPIPS, attention IoU, images/s, steps and
-seconds per variant, the training loop's own time beside the planned budget) and OUT/grid.png (rows = held-out faces; columns = damaged input, each variant,
-ground truth). The step counts depend on this machine's speed; rerun everything on one machine.
+the training loop's own seconds per variant) and OUT/grid.png (rows = held-out faces; columns = damaged
+input, each variant, ground truth). An interrupted run picks up where it stopped when rerun with the same
+arguments. The step counts depend on this machine's speed; rerun everything on one machine.
 """
 
 from __future__ import annotations
@@ -187,27 +191,79 @@ def run(args) -> int:
                                  "device": jax.devices()[0].device_kind})
   results.update(config=os.path.abspath(args.config), budget_minutes=args.budget_minutes)
   rows = results.setdefault("variants", {})
+  progress = results.setdefault("training", {})
+  save = lambda: results_path.write_text(json.dumps(results, indent=2))
+  configs = {label: apply_overrides(base, overrides) for label, _, overrides in variants}
+  pending = []
   for label, description, overrides in variants:
+    if label in rows and (out / _dirname(label) / "eval" / "report.json").exists():
+      print(f"[{label}] done already; skipping (delete {out / _dirname(label)} to redo)", flush=True)
+    else:
+      if label in rows or (progress.get(label, {}).get("rounds") and not (out / _dirname(label)).exists()):
+        rows.pop(label, None)  # its results or its run were deleted to redo it: plan it anew
+        progress.pop(label, None)
+      pending.append((label, description, overrides))
+
+  # 1. Pilots, all before any training and in alternating order: each variant's speed is measured in
+  # the same stretch of time as the others', so a machine whose speed drifts plans them all alike.
+  timings = {label: progress.get(label, {}).get("pilots", []) for label, _, _ in pending}
+  for round_index in range(args.pilot_rounds):
+    order = pending if round_index % 2 == 0 else pending[::-1]
+    for label, _, _ in order:
+      if len(timings[label]) > round_index or "plan" in progress.get(label, {}):
+        continue
+      print(f"[{label}] timing a pilot run ({round_index + 1}/{args.pilot_rounds}) ...", flush=True)
+      timings[label].append(pilot_speeds(configs[label], out / "pilot", args.pilot_steps))
+      progress.setdefault(label, {})["pilots"] = timings[label]
+      save()
+  for label, _, _ in pending:
+    entry = progress[label]
+    if "plan" not in entry:
+      entry["seconds"] = {k: float(np.mean([t[k] for t in entry["pilots"]])) for k in ("stage1", "stage2")}
+      entry["plan"] = plan_steps(configs[label], entry["seconds"], budget_s)
+      entry["rounds"] = []
+      save()
+    print(f"[{label}] {entry['seconds']['stage1']:.3f} s/iter stage 1, {entry['seconds']['stage2']:.3f} s/iter "
+          f"stage 2 → {entry['plan']['train.steps']} steps ({entry['plan']['train.stage1_steps']} in stage 1)",
+          flush=True)
+
+  # 2. Training in rounds: each variant advances by a 1/rounds share of its planned steps in turn (the
+  # order reversed every other round), so drift in the machine's speed falls on every variant alike.
+  # A chunk resumes from the previous chunk's checkpoint, bitwise the same as one uninterrupted run
+  # (train.decay_steps fixes the schedule's horizon at the planned steps).
+  for round_index in range(args.rounds):
+    order = pending if round_index % 2 == 0 else pending[::-1]
+    for label, _, overrides in order:
+      entry = progress[label]
+      if len(entry["rounds"]) > round_index:
+        continue
+      plan = entry["plan"]
+      target = math.ceil(plan["train.steps"] * (round_index + 1) / args.rounds)
+      workdir = out / _dirname(label)
+      if round_index == 0 and workdir.exists():
+        shutil.rmtree(workdir)  # a chunk of an earlier, unfinished plan
+      flags = [_flag(k, v) for k, v in {**overrides, **plan, "train.steps": target}.items()]
+      command = [sys.executable, str(REPO / "launch.py"), f"--config={os.path.abspath(args.config)}",
+                 f"--workdir={workdir}", *flags]
+      print(f"[{label}] round {round_index + 1}/{args.rounds}: training to step {target} ...", flush=True)
+      start = time.perf_counter()
+      code = subprocess.call(command, stdout=subprocess.DEVNULL if not args.verbose else None)
+      wall_s = time.perf_counter() - start
+      if code:
+        raise UserError(f"variant {label}: training exited with code {code} ({' '.join(command)})")
+      windows = training_windows(workdir / "metrics.jsonl", configs[label].train.batch_size)
+      loop_s = sum(w["seconds"] for w in windows) - sum(r["loop_seconds"] for r in entry["rounds"])
+      entry["rounds"].append({"steps_to": target, "loop_seconds": loop_s, "wall_seconds": wall_s})
+      save()
+
+  # 3. Evaluation, the same held-out faces and masks for every variant.
+  for label, description, overrides in pending:
+    entry, config = progress[label], configs[label]
     workdir = out / _dirname(label)
-    if label in rows and (workdir / "eval" / "report.json").exists():
-      print(f"[{label}] done already; skipping (delete {workdir} to redo)", flush=True)
-      continue
-    config = apply_overrides(base, overrides)
-    print(f"[{label}] timing a pilot run ...", flush=True)
-    seconds = pilot_speeds(config, out / "pilot", args.pilot_steps)
-    plan = plan_steps(config, seconds, budget_s)
-    print(f"[{label}] {seconds['stage1']:.3f} s/iter stage 1, {seconds['stage2']:.3f} s/iter stage 2 → "
-          f"{plan['train.steps']} steps ({plan['train.stage1_steps']} in stage 1)", flush=True)
-    flags = [_flag(k, v) for k, v in {**overrides, **plan}.items()]
-    command = [sys.executable, str(REPO / "launch.py"), f"--config={os.path.abspath(args.config)}",
-               f"--workdir={workdir}", *flags]
-    start = time.perf_counter()
-    code = subprocess.call(command, stdout=subprocess.DEVNULL if not args.verbose else None)
-    train_s = time.perf_counter() - start
-    if code:
-      raise UserError(f"variant {label}: training exited with code {code} ({' '.join(command)})")
-    loop_s = sum(w["seconds"] for w in training_windows(workdir / "metrics.jsonl", config.train.batch_size))
-    print(f"[{label}] trained in {loop_s:.0f} s ({train_s:.0f} s with start-up); evaluating ...", flush=True)
+    plan, seconds = entry["plan"], entry["seconds"]
+    loop_s = sum(r["loop_seconds"] for r in entry["rounds"])
+    per_round = ", ".join(f"{r['loop_seconds']:.0f}" for r in entry["rounds"])
+    print(f"[{label}] trained in {loop_s:.0f} s (rounds: {per_round}); evaluating ...", flush=True)
     report = evaluate(str(workdir), args.data, "center", args.num, str(workdir / "eval"),
                       cache_dir=config.data.cache_dir, fid=not args.no_fid)
     metrics = report["methods"][MODEL]
@@ -215,16 +271,17 @@ def run(args) -> int:
     rows[label] = {
         "description": description, "overrides": {k: v for k, v in overrides.items()},
         "steps": plan["train.steps"], "stage1_steps": plan["train.stage1_steps"],
-        "seconds_per_iteration": seconds,
+        "seconds_per_iteration": seconds, "pilot_seconds_per_iteration": entry["pilots"],
         "images_per_sec_stage1": batch / seconds["stage1"], "images_per_sec_stage2": batch / seconds["stage2"],
-        "train_seconds": train_s, "train_loop_seconds": loop_s, "images_seen": plan["train.steps"] * batch,
+        "train_seconds": sum(r["wall_seconds"] for r in entry["rounds"]), "train_loop_seconds": loop_s,
+        "rounds": entry["rounds"], "images_seen": plan["train.steps"] * batch,
         "psnr_hole": metrics["psnr_hole"], "ssim": metrics["ssim"], "ssim_hole": metrics["ssim_hole"],
         "lpips": metrics["lpips"], "psnr": metrics["psnr"], "attention_iou": report["attention_iou"],
         "fid": metrics.get("fid"), "kid": metrics.get("kid"), "kid_std": metrics.get("kid_std"),
         "telea_psnr_hole": report["methods"]["opencv_telea"]["psnr_hole"]
         if "opencv_telea" in report["methods"] else None,
     }
-    results_path.write_text(json.dumps(results, indent=2))
+    save()
     print(f"[{label}] hole PSNR {metrics['psnr_hole']:.2f}, SSIM {metrics['ssim']:.4f}, "
           f"LPIPS {metrics['lpips']:.4f}", flush=True)
   (out / "results.md").write_text(markdown(results))
@@ -240,8 +297,8 @@ def _dirname(label: str) -> str:
 def markdown(results: dict) -> str:
   m = results["machine"]
   lines = [f"Budget {results['budget_minutes']} min of training per variant (steps planned from each variant's "
-           f"sustained speed in a pilot run; 'trained' is the training loop's own time, compilation "
-           f"included); config `{results['config']}`; "
+           f"sustained speed in pilot runs; variants trained in interleaved rounds; 'trained' is the "
+           f"training loop's own time, compilation included); config `{results['config']}`; "
            f"{m['backend']} ({m['device']}, {m['cpu_count']} cores).", "",
            "| variant | hole PSNR | SSIM | SSIM hole | LPIPS | KID | attention IoU | img/s stage 1 "
            "| img/s stage 2 | steps (stage 1) | images seen | trained (s) |",
@@ -287,6 +344,10 @@ def main(argv=None) -> int:
   ap.add_argument("--no-fid", action="store_true", help="skip FID/KID in each variant's evaluation")
   ap.add_argument("--pilot-steps", type=int, default=60,
                   help="steps per stage of the timing run that plans each variant's steps")
+  ap.add_argument("--pilot-rounds", type=int, default=2,
+                  help="pilot runs per variant, in alternating order; their mean plans the variant's steps")
+  ap.add_argument("--rounds", type=int, default=4,
+                  help="interleaved training chunks per variant (1 = each variant trained in one go)")
   ap.add_argument("--time-only", action="store_true", help="print each variant's s/iteration and stop")
   args = ap.parse_args(argv)
   if not math.isfinite(args.budget_minutes) or args.budget_minutes <= 0:
@@ -294,6 +355,9 @@ def main(argv=None) -> int:
     return 2
   if args.pilot_steps < 3:
     print("error: --pilot-steps must be at least 3", file=sys.stderr)
+    return 2
+  if args.rounds < 1 or args.pilot_rounds < 1:
+    print("error: --rounds and --pilot-rounds must be at least 1", file=sys.stderr)
     return 2
   from faceinpaint_jax.assets import AssetError
   from faceinpaint_jax.config import ConfigError

@@ -1,7 +1,9 @@
 """Metrics against scikit-image, the evaluation report, and inpainting real photos."""
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 
@@ -213,14 +215,19 @@ def test_inpaint_keeps_pixels_outside_the_mask_and_rejects_bad_input(trained_wor
 
 @pytest.mark.slow
 def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
-  """Two variants through the runner on the tiny config: equal planned budgets, a table, a grid, and the
-  mask-given baseline evaluated (no attention IoU) and usable by `inpaint` only with a mask."""
+  """Two variants through the runner on the tiny config: equal planned budgets, trained in interleaved
+  rounds, a table, a grid, and the mask-given baseline evaluated (no attention IoU) and usable by
+  `inpaint` only with a mask."""
   out = tmp_path / "ablate"
+  labels = ["full", "baseline[train.g_learning_rate=1e-3]"]
   result = _run("faceinpaint_jax.ablate", "--config", os.path.join(REPO, "configs", "tiny.py"),
-                "--budget-minutes", 0.05, "--pilot-steps", 3,
-                "--variants", "full,baseline[train.g_learning_rate=1e-3]",
-                "--num", 8, "--rows", 2, "--no-fid", "--out", out)
+                "--budget-minutes", 0.05, "--pilot-steps", 3, "--pilot-rounds", 1, "--rounds", 2,
+                "--variants", ",".join(labels), "--num", 8, "--rows", 2, "--no-fid", "--out", out)
   assert result.returncode == 0, result.stderr[-3000:]
+  # Every pilot before any training; rounds alternate the order, so neither variant always runs first.
+  events = re.findall(r"^\[(.+?)\] (timing a pilot|round \d)", result.stdout, re.M)
+  assert events == [(labels[0], "timing a pilot"), (labels[1], "timing a pilot"), (labels[0], "round 1"),
+                    (labels[1], "round 1"), (labels[1], "round 2"), (labels[0], "round 2")], events
   results = json.loads((out / "results.json").read_text())
   full, baseline = results["variants"]["full"], results["variants"]["baseline[train.g_learning_rate=1e-3]"]
   assert 0.0 <= full["attention_iou"] <= 1.0 and baseline["attention_iou"] is None
@@ -233,12 +240,18 @@ def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
     per_step = share * row["seconds_per_iteration"]["stage1"] + (1 - share) * row["seconds_per_iteration"]["stage2"]
     assert row["steps"] == 2 or abs(row["steps"] * per_step - 3.0) < 2 * per_step
     assert 0 < row["train_loop_seconds"] < row["train_seconds"]
+    assert [r["steps_to"] for r in row["rounds"]] == [math.ceil(row["steps"] / 2), row["steps"]]
+    assert row["train_loop_seconds"] == pytest.approx(sum(r["loop_seconds"] for r in row["rounds"]))
+    assert all(r["loop_seconds"] > 0 for r in row["rounds"])
   assert not (out / "pilot").exists()  # the timing runs leave nothing behind
   from faceinpaint_jax.ablate import _dirname
   workdir = out / _dirname("baseline[train.g_learning_rate=1e-3]")
   assert workdir.name == "baseline_train.g_learning_rate=1e-3"
   config = json.loads((workdir / "config.json").read_text())
   assert config["model"]["attentive"] is False and config["train"]["steps"] == baseline["steps"]
+  # The chunks shared one schedule, whose horizon is the planned run, not the first chunk's end.
+  assert config["train"]["decay_steps"] == baseline["steps"]
+  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())[-1] == baseline["steps"]
   table = (out / "results.md").read_text()
   assert "| full |" in table and "| baseline[train.g_learning_rate=1e-3] |" in table
   grid = np.asarray(Image.open(out / "grid.png"))
