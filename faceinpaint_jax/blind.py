@@ -30,9 +30,13 @@ class BlindMaskSettings:
   closing: int = 1  # radius of the closing (px at the model's size); 0 = none
   dilation: int = 0  # radius the mask grows by afterwards; 0 = none
   min_area: float = 0.004  # components smaller than this fraction of the image are dropped
-  # inpaint: a found region of one flat colour grows into the connected pixels of that colour, up to three
-  # model pixels (grow_into_flat_fill)
+  # A found region of one flat colour grows into the connected pixels of that colour, up to
+  # FLAT_GROWTH model pixels (grow_into_flat_fill): in inpaint at the photo's resolution, in
+  # evaluate --blind at the model's.
   grow_flat: bool = True
+
+
+FLAT_GROWTH = 3  # px at the model's size
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -81,6 +85,17 @@ def blind_mask(attention: np.ndarray, settings: BlindMaskSettings = BlindMaskSet
     areas = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
     keep = np.concatenate([[False], areas >= settings.min_area * mask.size])
     mask = keep[labels]
+  return mask
+
+
+def blind_mask_at_model_size(attention: np.ndarray, guide: np.ndarray,
+                             settings: BlindMaskSettings = BlindMaskSettings()) -> np.ndarray:
+  """What mask-free `inpaint` makes of A_N, at the model's size (evaluate --blind): `blind_mask`, then
+  a found flat-colour region grown over the rest of its fill (settings.grow_flat). `guide`: the damaged
+  image (H, W, 3) in [0, 1]."""
+  mask = blind_mask(attention, settings, guide)
+  if settings.grow_flat:
+    mask = grow_into_flat_fill(mask, np.asarray(guide, np.float64) * 255.0, FLAT_GROWTH)
   return mask
 
 

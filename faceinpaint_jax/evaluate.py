@@ -293,7 +293,7 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
   import jax.numpy as jnp
 
   from faceinpaint_jax import metrics
-  from faceinpaint_jax.blind import BlindMaskSettings, blind_mask
+  from faceinpaint_jax.blind import BlindMaskSettings, blind_mask_at_model_size
   from faceinpaint_jax.checkpoint import CheckpointCorrupt, load_generator
   from faceinpaint_jax.data import InputPipeline
   from faceinpaint_jax.data.masks import HOLE_FILLS
@@ -333,7 +333,7 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
       true_hole, true_whole = (np.asarray(v) for v in psnr(with_true.astype(np.float32), truth, hole))
       for k, setting in enumerate(settings):
         guides = (np.asarray(batch["damaged"]) + 1) / 2
-        found = np.stack([blind_mask(a, setting, g) for a, g in zip(attention, guides)])[..., None]
+        found = np.stack([blind_mask_at_model_size(a, g, setting) for a, g in zip(attention, guides)])[..., None]
         with_blind = to_uint8(np.asarray(compose(outputs["completion"], batch["damaged"], found))) / 255
         blind_hole, blind_whole = (np.asarray(v) for v in psnr(with_blind.astype(np.float32), truth, hole))
         inside = hole > 0.5
@@ -366,15 +366,19 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
 
 
 def blind_markdown(report: dict) -> str:
+  from faceinpaint_jax.blind import FLAT_GROWTH
   lines = [f"# Blind (mask-free) evaluation: center protocol, {report['num_images']} images ({report['data']}, "
            f"{report['split']}), {report['image_size']}×{report['image_size']}", "",
            f"Checkpoint step {report['checkpoint_step']}, trained with hole fill `{report['trained_hole_fill']}`. "
-           "For each fill the model finds the hole itself; its blind mask (A_N → threshold, closing, "
-           "dilation, small components dropped) is compared with the true hole, and the completion composed "
-           "with it with the completion composed with the true hole.", ""]
+           "For each fill the model finds the hole itself; its blind mask (A_N → guided filter, threshold, "
+           "closing, dilation, small components dropped, flat-colour regions grown: what mask-free `inpaint` "
+           "does) is compared with the true hole, and the completion composed with it with the completion "
+           "composed with the true hole.", ""]
   for k, setting in enumerate(report["settings"]):
-    lines += [f"Blind mask: threshold {setting['threshold']}, closing {setting['closing']} px, dilation "
-              f"{setting['dilation']} px, components below {setting['min_area']:.1%} of the image dropped.", "",
+    grow = f", flat-colour regions grown by up to {FLAT_GROWTH} px" if setting.get("grow_flat") else ""
+    lines += [f"Blind mask: guided filter radius {setting.get('guided_radius', 0)} px, threshold "
+              f"{setting['threshold']}, closing {setting['closing']} px, dilation {setting['dilation']} px, "
+              f"components below {setting['min_area']:.1%} of the image dropped{grow}.", "",
               "| fill | IoU | hole left uncovered | hole PSNR (blind mask) | hole PSNR (true mask) | "
               "PSNR (blind) | PSNR (true) |", "|---|---|---|---|---|---|---|"]
     for fill, rows in report["by_fill"].items():

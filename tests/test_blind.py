@@ -1,6 +1,8 @@
 """Blind masks from A_N: covering the hole's soft rim, closing, dropping stray blobs, and the guided filter
 that moves a pooled map's edges onto the damage's own."""
 
+import dataclasses
+
 import numpy as np
 
 from faceinpaint_jax.blind import BlindMaskSettings, blind_mask, guided_filter
@@ -70,3 +72,25 @@ def test_on_a_photo_the_found_region_snaps_to_the_damage_and_a_flat_fill_is_take
   noisy = photo.copy()
   noisy[hole] = rng.integers(0, 255, (hole.sum(), 3))
   np.testing.assert_array_equal(grow_into_flat_fill(plain, noisy, max_growth=15), plain)
+
+
+def test_at_the_model_size_a_found_flat_fill_is_taken_whole_as_inpaint_does():
+  """evaluate --blind scores the mask mask-free inpaint would use: a soft, corner-less A_N over a
+  mean-colour fill leaves the fill's corners uncovered until the found region grows over the fill."""
+  from scipy import ndimage
+
+  from faceinpaint_jax.blind import blind_mask_at_model_size
+  rng = np.random.default_rng(1)
+  damaged = np.clip(0.5 + 0.12 * rng.standard_normal((64, 64, 3)), 0, 1)
+  hole = np.zeros((64, 64), bool)
+  hole[16:48, 18:46] = True
+  damaged[hole] = damaged[~hole].mean(axis=0)
+  attention = ndimage.gaussian_filter(hole.astype(float), 3) * 0.8  # a 4x-pooled module's rounded map
+  settings = BlindMaskSettings(guided_radius=0)
+  found = blind_mask_at_model_size(attention, damaged, settings)
+  plain = blind_mask_at_model_size(attention, damaged, dataclasses.replace(settings, grow_flat=False))
+  assert (hole & ~plain).sum() >= 30  # the corners
+  assert (hole & ~found).sum() == 0 and (found & ~hole).sum() < 0.05 * hole.sum()
+  noisy = damaged.copy()
+  noisy[hole] = rng.uniform(0, 1, (hole.sum(), 3))
+  np.testing.assert_array_equal(blind_mask_at_model_size(attention, noisy, settings), plain)

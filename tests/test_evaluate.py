@@ -297,11 +297,14 @@ def test_blind_and_toned_evaluation(trained_workdir, tmp_path):
   never above the true mask's; --tone grey: the model's fills stay grey (chroma 0) like the prints."""
   from faceinpaint_jax.data.masks import HOLE_FILLS
   from faceinpaint_jax.evaluate import evaluate, evaluate_blind
-  report = evaluate_blind(trained_workdir, "sample", 4, tmp_path / "blind", batch_size=4)
+  from faceinpaint_jax.blind import BlindMaskSettings
+  report = evaluate_blind(trained_workdir, "sample", 4, tmp_path / "blind", batch_size=4,
+                          settings=[BlindMaskSettings(), BlindMaskSettings(grow_flat=False)])
   assert list(report["by_fill"]) == list(HOLE_FILLS)
-  for fill, (row,) in report["by_fill"].items():
+  for fill, (row, not_grown) in report["by_fill"].items():
     assert 0 <= row["iou"] <= 1 and 0 <= row["uncovered"] <= 1, fill
     assert np.isfinite(row["psnr_hole"]) and np.isfinite(row["psnr_hole_true_mask"])
+    assert row["uncovered"] <= not_grown["uncovered"], fill  # growth only adds (test_blind: by how much)
   assert (tmp_path / "blind" / "blind_grid.png").exists() and "| white |" in (tmp_path / "blind" / "report.md").read_text()
   report = evaluate(trained_workdir, "sample", "center", 4, tmp_path / "grey", batch_size=4, fid=False, tone="grey",
                     fill="white")
