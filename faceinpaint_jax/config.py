@@ -72,6 +72,9 @@ def base_config() -> ml_collections.ConfigDict:
       multiscale=1.0,
       attention=1.0,
       mse=1.0,
+      # R1 (Mescheder et al. 2018): γ/2 · E‖∇D(real)‖² added to each discriminator's loss, keeping it
+      # from growing sharp around the real faces; 0 turns it off (the paper has none).
+      r1=0.0,
   ))
 
   config.train = ml_collections.ConfigDict(dict(
@@ -158,6 +161,8 @@ def validate(config) -> None:
                       f"[data.hole_max_fraction, 1] so the window contains every training hole")
   if not (d.source == "sample" or d.source.startswith(("tfds:", "folder:"))):
     raise ConfigError(f"data.source={d.source!r}: use 'sample', 'tfds:NAME' or 'folder:PATH'")
+  if not config.loss.get("r1", 0.0) >= 0:
+    raise ConfigError(f"loss.r1={config.loss.r1!r} must be >= 0")
   if not 0 <= config.loss.semantic_images <= t.batch_size:
     raise ConfigError(f"loss.semantic_images={config.loss.semantic_images} must lie in [0, train.batch_size]")
   if not isinstance(t.gan, bool):

@@ -17,6 +17,7 @@ from conftest import free_port
 from faceinpaint_jax import parallel
 from faceinpaint_jax.checkpoint import load_raw
 from faceinpaint_jax.data import InputPipeline
+from faceinpaint_jax.models import crop_local_window
 from faceinpaint_jax.train.loop import train_and_evaluate
 from faceinpaint_jax.train.state import initial_train_state
 from faceinpaint_jax.train.steps import Steps
@@ -403,3 +404,47 @@ def test_unknown_config_key_is_one_plain_line():
                            "--config.train.stepz=3"], capture_output=True, text=True, cwd=REPO)
   assert result.returncode == 2
   assert result.stderr == 'error: unknown config key in an override: stepz Did you mean "steps" instead of "stepz"?\n'
+
+
+def test_r1_penalty_is_the_squared_input_gradient_of_each_discriminator(tiny_config):
+  """loss.r1: each discriminator's R1 term is the batch mean of ‖∇ logit‖² with respect to its own
+  input (checked against finite differences along the gradient), added as γ/2 to its loss."""
+  mesh = parallel.make_mesh()
+  tiny_config.loss.r1 = 2.0
+  steps = Steps(tiny_config)
+  state = initial_train_state(tiny_config, jax.random.key(0), parallel.replicated(mesh))
+  batch = InputPipeline(tiny_config, process_index=0, process_count=1).batch(0)
+  images, offsets = jnp.asarray(batch["image"]), jnp.asarray(batch["window_offset"])
+  (_, _, _), (penalty_global, penalty_local) = steps._discriminate_with_r1(
+      state.d_params, state.d_batch_stats, images, offsets)
+  variables = {"params": state.d_params, "batch_stats": state.d_batch_stats}
+  windows = crop_local_window(images, offsets, steps.window)
+
+  def summed(which, images, windows):
+    logits, _ = steps.discriminators.apply(variables, images, windows, train=True, mutable=["batch_stats"])
+    return float(jnp.sum(logits[which]))
+
+  batch_size = images.shape[0]
+  for which, penalty, args in ((0, penalty_global, (images, windows)), (1, penalty_local, (images, windows))):
+    grads = jax.grad(lambda i, w: jnp.sum(steps.discriminators.apply(
+        variables, i, w, train=True, mutable=["batch_stats"])[0][which]), argnums=which)(*args)
+    direction = grads / jnp.linalg.norm(grads)
+    eps = 1e-2
+    plus, minus = list(args), list(args)
+    plus[which], minus[which] = args[which] + eps * direction, args[which] - eps * direction
+    slope = (summed(which, *plus) - summed(which, *minus)) / (2 * eps)
+    # Σ_b ‖∇_b‖² = ‖∇‖² of the batch-summed logit, whose norm is the slope along its own direction.
+    np.testing.assert_allclose(float(penalty) * batch_size, slope ** 2, rtol=2e-2)
+    assert float(penalty) > 0
+
+  plain_config = tiny_config.copy_and_resolve_references()
+  plain_config.loss.r1 = 0.0
+  full_batch = parallel.global_batch(batch, mesh)
+  with_r1 = Steps(tiny_config).compile(parallel.replicated(mesh), parallel.batch_sharded(mesh))
+  without = Steps(plain_config).compile(parallel.replicated(mesh), parallel.batch_sharded(mesh))
+  _, metrics = with_r1.discriminator_step(jax.tree_util.tree_map(jnp.copy, state), full_batch)
+  _, plain = without.discriminator_step(jax.tree_util.tree_map(jnp.copy, state), full_batch)
+  assert "d/r1_global" not in plain
+  np.testing.assert_allclose(float(metrics["d/r1_global"]), float(penalty_global), rtol=1e-4)
+  np.testing.assert_allclose(float(metrics["d/total"]), float(plain["d/total"]) + 1.0 * (
+      float(metrics["d/r1_global"]) + float(metrics["d/r1_local"])), rtol=1e-5)

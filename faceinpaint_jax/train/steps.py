@@ -86,6 +86,24 @@ class Steps:
         mutable=["batch_stats"])
     return global_logits, local_logits, updates.get("batch_stats", {})
 
+  def _discriminate_with_r1(self, d_params, d_batch_stats, images, offsets):
+    """`_discriminate` on real images, plus each discriminator's R1 term: the batch mean of
+    ‖∇ logit‖² with respect to its own input (the whole image for the global one, the window for the
+    local one; the window is cut first, so each gradient is its discriminator's alone)."""
+    windows = crop_local_window(images, offsets, self.window)
+
+    def summed_logits(images, windows):
+      (global_logits, local_logits), updates = self.discriminators.apply(
+          {"params": d_params, "batch_stats": d_batch_stats}, images, windows, train=True,
+          mutable=["batch_stats"])
+      return (jnp.sum(global_logits) + jnp.sum(local_logits),
+              (global_logits, local_logits, updates.get("batch_stats", {})))
+
+    (_, logits_and_stats), (grad_images, grad_windows) = jax.value_and_grad(
+        summed_logits, argnums=(0, 1), has_aux=True)(images, windows)
+    squared_norm = lambda g: jnp.mean(jnp.sum(jnp.square(g.astype(jnp.float32)), axis=(1, 2, 3)))
+    return logits_and_stats, (squared_norm(grad_images), squared_norm(grad_windows))
+
   def _generator_terms(self, outputs, completed, batch, parser_variables, stage2: bool, d_params=None,
                        d_batch_stats=None):
     """The loss terms of Eq. 10 that this stage and variant use, by name."""
@@ -161,16 +179,28 @@ class Steps:
     completed = jax.lax.stop_gradient(completed)
     offsets = batch["window_offset"]
 
+    r1 = self.config.loss.get("r1", 0.0)
+
     def loss_fn(d_params):
-      real_g, real_l, stats = self._discriminate(d_params, state.d_batch_stats, batch["image"], offsets)
+      if r1 > 0:
+        (real_g, real_l, stats), (penalty_global, penalty_local) = self._discriminate_with_r1(
+            d_params, state.d_batch_stats, batch["image"], offsets)
+      else:
+        real_g, real_l, stats = self._discriminate(d_params, state.d_batch_stats, batch["image"], offsets)
       fake_g, fake_l, stats = self._discriminate(d_params, stats, completed, offsets)
       loss_global = losses.discriminator_loss(real_g, fake_g)
       loss_local = losses.discriminator_loss(real_l, fake_l)
+      penalties = {}
+      if r1 > 0:
+        loss_global = loss_global + 0.5 * r1 * penalty_global
+        loss_local = loss_local + 0.5 * r1 * penalty_local
+        penalties = {"d/r1_global": penalty_global, "d/r1_local": penalty_local}
       probs = {"d/real_prob_global": jnp.mean(jax.nn.sigmoid(real_g)),
                "d/fake_prob_global": jnp.mean(jax.nn.sigmoid(fake_g)),
                "d/real_prob_local": jnp.mean(jax.nn.sigmoid(real_l)),
                "d/fake_prob_local": jnp.mean(jax.nn.sigmoid(fake_l))}
-      return loss_global + loss_local, (stats, {"d/global": loss_global, "d/local": loss_local, **probs})
+      return loss_global + loss_local, (stats, {"d/global": loss_global, "d/local": loss_local, **probs,
+                                                **penalties})
 
     (total, (stats, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
     updates, d_opt_state = self.d_tx.update(grads, state.d_opt_state, state.d_params)
