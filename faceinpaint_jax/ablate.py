@@ -8,7 +8,8 @@ A variant is a name from `VARIANTS`, optionally followed by config overrides in 
 
 1. times stage-1 and stage-2 iterations of every variant in short pilot runs of the training loop
    (`--pilot-steps` per stage; the sustained speed, compilation left out), all pilots before any training
-   and `--pilot-rounds` times in alternating order, so that every variant is timed in the same stretch;
+   and `--pilot-rounds` times in alternating order (the fastest of each variant's pilots counts), so that
+   every variant is timed in the same stretch;
 2. sets each variant's `train.steps` so that its training takes the budget at those speeds, keeping the
    config's share of stage-1 steps and its warm-up, with the cosine horizon at the new `train.steps`;
 3. trains the variants in `--rounds` interleaved chunks (each resumes the previous chunk's checkpoint,
@@ -219,7 +220,9 @@ def run(args) -> int:
   for label, _, _ in pending:
     entry = progress[label]
     if "plan" not in entry:
-      entry["seconds"] = {k: float(np.mean([t[k] for t in entry["pilots"]])) for k in ("stage1", "stage2")}
+      # The fastest of a variant's pilots: what slows a machine (other load, a neighbour on the host)
+      # only ever adds time, and the interleaved rounds below then expose every variant to it alike.
+      entry["seconds"] = {k: float(np.min([t[k] for t in entry["pilots"]])) for k in ("stage1", "stage2")}
       entry["plan"] = plan_steps(configs[label], entry["seconds"], budget_s)
       entry["rounds"] = []
       save()
@@ -345,7 +348,7 @@ def main(argv=None) -> int:
   ap.add_argument("--pilot-steps", type=int, default=60,
                   help="steps per stage of the timing run that plans each variant's steps")
   ap.add_argument("--pilot-rounds", type=int, default=2,
-                  help="pilot runs per variant, in alternating order; their mean plans the variant's steps")
+                  help="pilot runs per variant, in alternating order; the fastest plans the variant's steps")
   ap.add_argument("--rounds", type=int, default=4,
                   help="interleaved training chunks per variant (1 = each variant trained in one go)")
   ap.add_argument("--time-only", action="store_true", help="print each variant's s/iteration and stop")
