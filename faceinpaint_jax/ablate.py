@@ -11,7 +11,8 @@ A variant is a name from `VARIANTS`, optionally followed by config overrides in 
    and `--pilot-rounds` times in alternating order (the fastest of each variant's pilots counts), so that
    every variant is timed in the same stretch;
 2. sets each variant's `train.steps` so that its training takes the budget at those speeds, keeping the
-   config's share of stage-1 steps and its warm-up, with the cosine horizon at the new `train.steps`;
+   config's share of stage-1 steps and its warm-up, with the cosine horizon at the new `train.steps`
+   (planned again after the first round of step 3, from that round's sustained speed);
 3. trains the variants in `--rounds` interleaved chunks (each resumes the previous chunk's checkpoint,
    bitwise the same as one run), so that a machine whose speed drifts over the run slows all of them
    alike, each chunk with `launch.py` in a fresh process (OUT/<variant>/), and
@@ -166,6 +167,44 @@ def plan_steps(config, seconds: dict, budget_s: float) -> dict:
           "train.log_every": max(1, min(t.log_every, steps))}
 
 
+def _replan(label: str, entry: dict, config, workdir: pathlib.Path, budget_s: float) -> None:
+  """Plan a variant again from its first round of training, once.
+
+  A pilot's minute is too short to time a variant to a few per cent: two pilots of the same compute
+  measured 0.179 and 0.212 s per stage-1 iteration minutes apart, and a first round then sustained
+  0.203 and 0.197 s for the baseline and the full model whose pilots said 0.179 and 0.215 (a plan 23 %
+  in the baseline's favour). The first round (a quarter of the budget, the variants in turn) is the
+  better clock: its sustained seconds per iteration replace the pilot's for each stage it reached, and
+  a stage it did not reach keeps the pilot's ratio to the other (both were timed within the same minute).
+  Steps already taken keep the learning rate they were taken with; the cosine horizon moves to the new
+  plan (at a quarter of the way, the two horizons' rates differ by a few per cent).
+  """
+  if "initial_plan" in entry:
+    return
+  windows = training_windows(workdir / "metrics.jsonl", config.train.batch_size)[1:]  # [0]: compilation
+  measured = {}
+  for stage in (1, 2):
+    mine = [w for w in windows if w["stage"] == stage]
+    if mine:
+      measured[f"stage{stage}"] = sum(w["seconds"] for w in mine) / sum(w["steps"] for w in mine)
+  if not measured:
+    return
+  pilot = entry["seconds"]
+  seconds = dict(measured)
+  if "stage2" not in seconds:
+    seconds["stage2"] = seconds["stage1"] * pilot["stage2"] / pilot["stage1"]
+  if "stage1" not in seconds:
+    seconds["stage1"] = seconds["stage2"] * pilot["stage1"] / pilot["stage2"]
+  plan = plan_steps(config, seconds, budget_s)
+  done = entry["rounds"][0]["steps_to"]
+  if plan["train.steps"] < done:
+    plan = {**plan, "train.steps": done, "train.decay_steps": done,
+            "train.stage1_steps": min(plan["train.stage1_steps"], done), "train.checkpoint_every": done}
+  entry.update(initial_plan=entry["plan"], pilot_seconds=pilot, seconds=seconds, plan=plan)
+  print(f"[{label}] first round: {seconds['stage1']:.3f} s/iter stage 1 (pilot {pilot['stage1']:.3f}) "
+        f"→ {plan['train.steps']} steps ({plan['train.stage1_steps']} in stage 1)", flush=True)
+
+
 def _flag(key: str, value) -> str:
   if isinstance(value, (tuple, list)):
     value = "(" + ",".join(map(str, value)) + ("," if len(value) == 1 else "") + ")"
@@ -233,7 +272,8 @@ def run(args) -> int:
   # 2. Training in rounds: each variant advances by a 1/rounds share of its planned steps in turn (the
   # order reversed every other round), so drift in the machine's speed falls on every variant alike.
   # A chunk resumes from the previous chunk's checkpoint, bitwise the same as one uninterrupted run
-  # (train.decay_steps fixes the schedule's horizon at the planned steps).
+  # (train.decay_steps fixes the schedule's horizon at the planned steps). After the first round each
+  # variant is planned again from that round's own speed (_replan).
   for round_index in range(args.rounds):
     order = pending if round_index % 2 == 0 else pending[::-1]
     for label, _, overrides in order:
@@ -258,6 +298,10 @@ def run(args) -> int:
       loop_s = sum(w["seconds"] for w in windows) - sum(r["loop_seconds"] for r in entry["rounds"])
       entry["rounds"].append({"steps_to": target, "loop_seconds": loop_s, "wall_seconds": wall_s})
       save()
+    if round_index == 0 and args.rounds > 1:
+      for label, _, _ in pending:
+        _replan(label, progress[label], configs[label], out / _dirname(label), budget_s)
+      save()
 
   # 3. Evaluation, the same held-out faces and masks for every variant.
   for label, description, overrides in pending:
@@ -275,6 +319,7 @@ def run(args) -> int:
         "description": description, "overrides": {k: v for k, v in overrides.items()},
         "steps": plan["train.steps"], "stage1_steps": plan["train.stage1_steps"],
         "seconds_per_iteration": seconds, "pilot_seconds_per_iteration": entry["pilots"],
+        "initial_steps": entry.get("initial_plan", plan)["train.steps"],
         "images_per_sec_stage1": batch / seconds["stage1"], "images_per_sec_stage2": batch / seconds["stage2"],
         "train_seconds": sum(r["wall_seconds"] for r in entry["rounds"]), "train_loop_seconds": loop_s,
         "rounds": entry["rounds"], "images_seen": plan["train.steps"] * batch,

@@ -225,9 +225,10 @@ def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
                 "--variants", ",".join(labels), "--num", 8, "--rows", 2, "--no-fid", "--out", out)
   assert result.returncode == 0, result.stderr[-3000:]
   # Every pilot before any training; rounds alternate the order, so neither variant always runs first.
-  events = re.findall(r"^\[(.+?)\] (timing a pilot|round \d)", result.stdout, re.M)
+  events = re.findall(r"^\[(.+?)\] (timing a pilot|round \d|first round)", result.stdout, re.M)
   assert events == [(labels[0], "timing a pilot"), (labels[1], "timing a pilot"), (labels[0], "round 1"),
-                    (labels[1], "round 1"), (labels[1], "round 2"), (labels[0], "round 2")], events
+                    (labels[1], "round 1"), (labels[0], "first round"), (labels[1], "first round"),
+                    (labels[1], "round 2"), (labels[0], "round 2")], events
   results = json.loads((out / "results.json").read_text())
   full, baseline = results["variants"]["full"], results["variants"]["baseline[train.g_learning_rate=1e-3]"]
   assert 0.0 <= full["attention_iou"] <= 1.0 and baseline["attention_iou"] is None
@@ -240,7 +241,8 @@ def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
     per_step = share * row["seconds_per_iteration"]["stage1"] + (1 - share) * row["seconds_per_iteration"]["stage2"]
     assert row["steps"] == 2 or abs(row["steps"] * per_step - 3.0) < 2 * per_step
     assert 0 < row["train_loop_seconds"] < row["train_seconds"]
-    assert [r["steps_to"] for r in row["rounds"]] == [math.ceil(row["steps"] / 2), row["steps"]]
+    # Round 1 goes half way along the pilot's plan; then the variant is planned again from that round.
+    assert [r["steps_to"] for r in row["rounds"]] == [math.ceil(row["initial_steps"] / 2), row["steps"]]
     assert row["train_loop_seconds"] == pytest.approx(sum(r["loop_seconds"] for r in row["rounds"]))
     assert all(r["loop_seconds"] > 0 for r in row["rounds"])
   assert not (out / "pilot").exists()  # the timing runs leave nothing behind
