@@ -13,9 +13,8 @@ A variant is a name from `VARIANTS`, optionally followed by config overrides in 
 2. sets each variant's `train.steps` so that its training takes the budget at those speeds, keeping the
    config's share of stage-1 steps and its warm-up, with the cosine horizon at the new `train.steps`
    (planned again after the first round of step 3, from that round's sustained speed);
-3. trains the variants in `--rounds` interleaved chunks (each resumes the previous chunk's checkpoint,
-   bitwise the same as one run), so that a machine whose speed drifts over the run slows all of them
-   alike, each chunk with `launch.py` in a fresh process (OUT/<variant>/), and
+3. trains the variants in `--rounds` interleaved chunks (each resumes the previous chunk's checkpoint),
+   so that a machine whose speed drifts over the run slows all of them alike, each chunk with `launch.py` in a fresh process (OUT/<variant>/), and
 4. evaluates each on the held-out faces (`center` protocol, the same masks for every variant).
 
 It writes OUT/results.json, OUT/results.md (hole PSNR, SSIM, LPIPS, attention IoU, images/s, steps and
@@ -271,9 +270,9 @@ def run(args) -> int:
 
   # 2. Training in rounds: each variant advances by a 1/rounds share of its planned steps in turn (the
   # order reversed every other round), so drift in the machine's speed falls on every variant alike.
-  # A chunk resumes from the previous chunk's checkpoint, bitwise the same as one uninterrupted run
-  # (train.decay_steps fixes the schedule's horizon at the planned steps). After the first round each
-  # variant is planned again from that round's own speed (_replan).
+  # A chunk resumes from the previous chunk's checkpoint (train.decay_steps fixes the schedule's horizon
+  # at the planned steps, so chunks of one plan are bitwise one uninterrupted run). After the first
+  # round each variant is planned again from that round's own speed (_replan).
   for round_index in range(args.rounds):
     order = pending if round_index % 2 == 0 else pending[::-1]
     for label, _, overrides in order:
