@@ -13,8 +13,9 @@ A variant is a name from `VARIANTS`, optionally followed by config overrides in 
 2. sets each variant's `train.steps` so that its training takes the budget at those speeds, keeping the
    config's share of stage-1 steps and its warm-up, with the cosine horizon at the new `train.steps`
    (planned again after the first round of step 3, from that round's sustained speed);
-3. trains the variants in `--rounds` interleaved chunks (each resumes the previous chunk's checkpoint),
-   so that a machine whose speed drifts over the run slows all of them alike, each chunk with `launch.py` in a fresh process (OUT/<variant>/), and
+3. trains the variants in `--rounds` interleaved chunks, each with `launch.py` in a fresh process
+   resuming the previous chunk's checkpoint (OUT/<variant>/), so that a machine whose speed drifts over
+   the run slows all of them alike, and
 4. evaluates each on the held-out faces (`center` protocol, the same masks for every variant).
 
 It writes OUT/results.json, OUT/results.md (hole PSNR, SSIM, LPIPS, attention IoU, images/s, steps and
@@ -245,15 +246,15 @@ def run(args) -> int:
 
   # 1. Pilots, all before any training and in alternating order: each variant's speed is measured in
   # the same stretch of time as the others', so a machine whose speed drifts plans them all alike.
-  timings = {label: progress.get(label, {}).get("pilots", []) for label, _, _ in pending}
   for round_index in range(args.pilot_rounds):
     order = pending if round_index % 2 == 0 else pending[::-1]
     for label, _, _ in order:
-      if len(timings[label]) > round_index or "plan" in progress.get(label, {}):
+      entry = progress.setdefault(label, {})
+      pilots = entry.setdefault("pilots", [])
+      if len(pilots) > round_index or "plan" in entry:
         continue
       print(f"[{label}] timing a pilot run ({round_index + 1}/{args.pilot_rounds}) ...", flush=True)
-      timings[label].append(pilot_speeds(configs[label], out / "pilot", args.pilot_steps))
-      progress.setdefault(label, {})["pilots"] = timings[label]
+      pilots.append(pilot_speeds(configs[label], out / "pilot", args.pilot_steps))
       save()
   for label, _, _ in pending:
     entry = progress[label]

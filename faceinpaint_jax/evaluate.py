@@ -331,8 +331,8 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
       truth = to_uint8(batch["image"]).astype(np.float32) / 255
       with_true = to_uint8(np.asarray(compose(outputs["completion"], batch["damaged"], hole))) / 255
       true_hole, true_whole = (np.asarray(v) for v in psnr(with_true.astype(np.float32), truth, hole))
+      guides = (np.asarray(batch["damaged"]) + 1) / 2
       for k, setting in enumerate(settings):
-        guides = (np.asarray(batch["damaged"]) + 1) / 2
         found = np.stack([blind_mask_at_model_size(a, g, setting) for a, g in zip(attention, guides)])[..., None]
         with_blind = to_uint8(np.asarray(compose(outputs["completion"], batch["damaged"], found))) / 255
         blind_hole, blind_whole = (np.asarray(v) for v in psnr(with_blind.astype(np.float32), truth, hole))

@@ -80,7 +80,10 @@ class Steps:
     return outputs, completed, updates.get("batch_stats", {})
 
   def _discriminate(self, d_params, d_batch_stats, images, offsets):
-    windows = crop_local_window(images, offsets, self.window)
+    return self._apply_discriminators(d_params, d_batch_stats, images,
+                                      crop_local_window(images, offsets, self.window))
+
+  def _apply_discriminators(self, d_params, d_batch_stats, images, windows):
     (global_logits, local_logits), updates = self.discriminators.apply(
         {"params": d_params, "batch_stats": d_batch_stats}, images, windows, train=True,
         mutable=["batch_stats"])
@@ -93,11 +96,8 @@ class Steps:
     windows = crop_local_window(images, offsets, self.window)
 
     def summed_logits(images, windows):
-      (global_logits, local_logits), updates = self.discriminators.apply(
-          {"params": d_params, "batch_stats": d_batch_stats}, images, windows, train=True,
-          mutable=["batch_stats"])
-      return (jnp.sum(global_logits) + jnp.sum(local_logits),
-              (global_logits, local_logits, updates.get("batch_stats", {})))
+      global_logits, local_logits, stats = self._apply_discriminators(d_params, d_batch_stats, images, windows)
+      return jnp.sum(global_logits) + jnp.sum(local_logits), (global_logits, local_logits, stats)
 
     (_, logits_and_stats), (grad_images, grad_windows) = jax.value_and_grad(
         summed_logits, argnums=(0, 1), has_aux=True)(images, windows)
