@@ -236,15 +236,18 @@ def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
                                    "train.g_learning_rate": 1e-3}
   for row in (full, baseline):
     assert row["steps"] >= 2 and np.isfinite(row["psnr_hole"]) and row["lpips"] > 0
-    # Planned to the budget: the steps that the measured seconds per iteration fit into 3 s (at least 2).
+    # Planned to the budget: the steps that the measured seconds per iteration fit into 3 s (at least 2),
+    # or, when the first round ran so slowly (a loaded machine) that the budget ends inside it, its steps.
     share = row["stage1_steps"] / row["steps"]
     per_step = share * row["seconds_per_iteration"]["stage1"] + (1 - share) * row["seconds_per_iteration"]["stage2"]
-    assert row["steps"] == 2 or abs(row["steps"] * per_step - 3.0) < 2 * per_step
+    assert (row["steps"] == 2 or abs(row["steps"] * per_step - 3.0) < 2 * per_step
+            or row["steps"] == row["rounds"][0]["steps_to"])
     assert 0 < row["train_loop_seconds"] < row["train_seconds"]
     # Round 1 goes half way along the pilot's plan; then the variant is planned again from that round.
     assert [r["steps_to"] for r in row["rounds"]] == [math.ceil(row["initial_steps"] / 2), row["steps"]]
     assert row["train_loop_seconds"] == pytest.approx(sum(r["loop_seconds"] for r in row["rounds"]))
-    assert all(r["loop_seconds"] > 0 for r in row["rounds"])
+    # (a later round has nothing left to train when the first one already reached the budget)
+    assert row["rounds"][0]["loop_seconds"] > 0 and all(r["loop_seconds"] >= 0 for r in row["rounds"])
   assert not (out / "pilot").exists()  # the timing runs leave nothing behind
   from faceinpaint_jax.ablate import _dirname
   workdir = out / _dirname("baseline[train.g_learning_rate=1e-3]")
