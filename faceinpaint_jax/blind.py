@@ -4,7 +4,9 @@ A_N is soft at the hole's border and rounds its corners (the module runs on a po
 are resized back), so a plain threshold stops a pixel or two short of the border and leaves a rim of
 damage behind; stray responses (a white collar, a highlight) give small blobs. `blind_mask` refines the
 map with a guided filter on the damaged image (the map's edges move onto the damage's edges), thresholds,
-closes small gaps, optionally grows the mask, and drops connected components smaller than a minimum area.
+closes small gaps, optionally grows the mask, and drops connected components smaller than a minimum area;
+`blind_mask_at_model_size` (and `inpaint`, at the photo's resolution) then grows a found region of flat
+colour or of per-pixel noise over the rest of that fill (`grow_into_fill`).
 Sizes are in pixels at the model's resolution. The defaults were measured with `evaluate --blind` over a
 grid of settings (docs/REAL_PHOTOS.md): on white holes the guided filter takes the part of the hole left
 uncovered from 1.7 % to 0.1 % while raising IoU (0.973 → 0.982), where a 1-px dilation would cover it
@@ -34,9 +36,12 @@ class BlindMaskSettings:
   # FLAT_GROWTH model pixels (grow_into_flat_fill): in inpaint at the photo's resolution, in
   # evaluate --blind at the model's.
   grow_flat: bool = True
+  # Likewise a found region of per-pixel noise grows into the connected noisy pixels next to it
+  # (grow_into_noise_fill): the corners a rounded A_N misses, where every pixel left is an outlier.
+  grow_noise: bool = True
 
 
-FLAT_GROWTH = 3  # px at the model's size
+FLAT_GROWTH = 3  # px at the model's size; flat and noise fills grow by the same reach
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -94,8 +99,17 @@ def blind_mask_at_model_size(attention: np.ndarray, guide: np.ndarray,
   a found flat-colour region grown over the rest of its fill (settings.grow_flat). `guide`: the damaged
   image (H, W, 3) in [0, 1]."""
   mask = blind_mask(attention, settings, guide)
+  return grow_into_fill(mask, np.asarray(guide, np.float64) * 255.0, FLAT_GROWTH, settings)
+
+
+def grow_into_fill(mask: np.ndarray, photo: np.ndarray, max_growth: int,
+                   settings: BlindMaskSettings = BlindMaskSettings()) -> np.ndarray:
+  """The growth steps `settings` turns on (flat-colour, then noise regions), `photo` in 0–255 levels:
+  the one place mask-free `inpaint` and `evaluate --blind` both take them from."""
   if settings.grow_flat:
-    mask = grow_into_flat_fill(mask, np.asarray(guide, np.float64) * 255.0, FLAT_GROWTH)
+    mask = grow_into_flat_fill(mask, photo, max_growth)
+  if settings.grow_noise:
+    mask = grow_into_noise_fill(mask, photo, max_growth)
   return mask
 
 
@@ -119,28 +133,78 @@ def refine_on_photo(mask: np.ndarray, photo: np.ndarray, radius: int, eps: float
   return refined
 
 
+def _grow_regions(mask: np.ndarray, max_growth: int, candidates) -> np.ndarray:
+  """Each connected region of `mask` for which `candidates(box, component)` gives a (box-shaped) map of
+  pixels like its own, extended into the connected pixels of that map up to `max_growth` px beyond it;
+  regions it gives None for are left as found."""
+  if not mask.any() or max_growth <= 0:
+    return mask
+  labels, _ = ndimage.label(mask)
+  grown = mask.copy()
+  for k, region in enumerate(ndimage.find_objects(labels), start=1):
+    pad = max_growth + 1
+    box = tuple(slice(max(r.start - pad, 0), r.stop + pad) for r in region)
+    component = labels[box] == k
+    similar = candidates(box, component)
+    if similar is None:
+      continue
+    reach = ndimage.binary_dilation(component, iterations=max_growth)
+    near, _ = ndimage.label(component | (similar & reach))
+    keep = np.unique(near[component])
+    grown[box] |= np.isin(near, keep[keep > 0])
+  return grown
+
+
 def grow_into_flat_fill(mask: np.ndarray, photo: np.ndarray, max_growth: int, spread: float = 8.0,
                         tolerance: float = 24.0) -> np.ndarray:
   """Each found region that is one flat colour (white, a solid fill: its pixels' spread below `spread`
   levels) extended into the connected pixels of that colour (within `tolerance` levels), at most
   `max_growth` pixels beyond it: the corners and edges a soft detection misses. Textured regions (noise,
   pasted content, a false detection on background) are left as found."""
-  if not mask.any() or max_growth <= 0:
-    return mask
   pixels = np.asarray(photo, np.float64)
-  labels, count = ndimage.label(mask)
-  grown = mask.copy()
-  for k, region in enumerate(ndimage.find_objects(labels), start=1):
-    pad = max_growth + 1
-    box = tuple(slice(max(r.start - pad, 0), r.stop + pad) for r in region)
-    component = labels[box] == k
+
+  def candidates(box, component):
     inside = pixels[box][component]
     center = np.median(inside, axis=0)
     if np.median(np.abs(inside - center)) * 1.4826 > spread:
-      continue
-    similar = np.abs(pixels[box] - center).max(axis=-1) <= tolerance
-    reach = ndimage.binary_dilation(component, iterations=max_growth)
-    near, _ = ndimage.label(component | (similar & reach))
-    keep = np.unique(near[component])
-    grown[box] |= np.isin(near, keep[keep > 0])
+      return None
+    return np.abs(pixels[box] - center).max(axis=-1) <= tolerance
+
+  return _grow_regions(mask, max_growth, candidates)
+
+
+def isolation(photo: np.ndarray) -> np.ndarray:
+  """(H, W, 3) levels → (H, W): each pixel's distance (largest channel difference) to the most similar
+  of its 8 neighbours. A face is smooth, and along an edge some neighbour continues it, so a face's
+  pixels are within a few levels of one; per-pixel uniform noise is about 55 levels from all of them,
+  and a face pixel next to noise still has its face neighbours (a 3×3 median would not: it is pulled
+  by the noise beside it)."""
+  pixels = np.asarray(photo, np.float64)
+  height, width = pixels.shape[:2]
+  padded = np.pad(pixels, ((1, 1), (1, 1), (0, 0)), mode="edge")
+  distances = [np.abs(pixels - padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width]).max(axis=-1)
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+  return np.min(distances, axis=0)
+
+
+def grow_into_noise_fill(mask: np.ndarray, photo: np.ndarray, max_growth: int, level: float = 32.0,
+                         tolerance: float = 16.0) -> np.ndarray:
+  """Each found region that is per-pixel noise (its pixels' median `isolation` above `level` levels)
+  extended into the connected pixels more isolated than `tolerance`, at most `max_growth` pixels beyond
+  it, and the pinholes this leaves (noise pixels that happen to lie close to a neighbour, at most
+  max_growth² px each) closed. Flat fills, faces and pasted content are left as found."""
+  apart = isolation(photo)
+
+  def candidates(box, component):
+    if np.median(apart[box][component]) <= level:
+      return None
+    return apart[box] > tolerance
+
+  grown = _grow_regions(mask, max_growth, candidates)
+  if grown is mask or not (grown & ~mask).any():
+    return grown
+  pinholes, count = ndimage.label(ndimage.binary_fill_holes(grown) & ~grown)
+  if count:
+    areas = ndimage.sum_labels(np.ones_like(grown), pinholes, index=np.arange(1, count + 1))
+    grown = grown | np.concatenate([[False], areas <= max_growth ** 2])[pinholes]
   return grown

@@ -371,11 +371,12 @@ def blind_markdown(report: dict) -> str:
            f"{report['split']}), {report['image_size']}×{report['image_size']}", "",
            f"Checkpoint step {report['checkpoint_step']}, trained with hole fill `{report['trained_hole_fill']}`. "
            "For each fill the model finds the hole itself; its blind mask (A_N → guided filter, threshold, "
-           "closing, dilation, small components dropped, flat-colour regions grown: what mask-free `inpaint` "
-           "does) is compared with the true hole, and the completion composed with it with the completion "
-           "composed with the true hole.", ""]
+           "closing, dilation, small components dropped, flat-colour and noise regions grown: what mask-free "
+           "`inpaint` does) is compared with the true hole, and the completion composed with it with the "
+           "completion composed with the true hole.", ""]
   for k, setting in enumerate(report["settings"]):
-    grow = f", flat-colour regions grown by up to {FLAT_GROWTH} px" if setting.get("grow_flat") else ""
+    grown = [kind for kind, key in (("flat-colour", "grow_flat"), ("noise", "grow_noise")) if setting.get(key)]
+    grow = f", {' and '.join(grown)} regions grown by up to {FLAT_GROWTH} px" if grown else ""
     lines += [f"Blind mask: guided filter radius {setting.get('guided_radius', 0)} px, threshold "
               f"{setting['threshold']}, closing {setting['closing']} px, dilation {setting['dilation']} px, "
               f"components below {setting['min_area']:.1%} of the image dropped{grow}.", "",

@@ -188,9 +188,9 @@ class Inpainter:
       soft = np.clip(framing.crop_to_photo(crop_blind, frame, photo.shape[:2])[0], 0, 1) * inside
       radius = max(1, int(round(2.0 / frame.scale))) if self.blind_settings.guided_radius > 0 else 0
       found = (refine_on_photo(soft, photo, radius) if radius else soft > 0.5) & inside
-      if self.blind_settings.grow_flat:
-        from faceinpaint_jax.blind import FLAT_GROWTH, grow_into_flat_fill
-        found = grow_into_flat_fill(found, photo, max(1, int(round(FLAT_GROWTH / frame.scale)))) & inside
+      from faceinpaint_jax.blind import FLAT_GROWTH, grow_into_fill
+      found = grow_into_fill(found, photo, max(1, int(round(FLAT_GROWTH / frame.scale))),
+                             self.blind_settings) & inside
     return back, inside, attention, found, seen
 
   # -- a photo ------------------------------------------------------------------------------------
