@@ -221,7 +221,7 @@ def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
   out = tmp_path / "ablate"
   labels = ["full", "baseline[train.g_learning_rate=1e-3]"]
   result = _run("faceinpaint_jax.ablate", "--config", os.path.join(REPO, "configs", "tiny.py"),
-                "--budget-minutes", 0.05, "--pilot-steps", 3, "--pilot-rounds", 1, "--rounds", 2,
+                "--budget-minutes", 0.05, "--pilot-steps", 3, "--pilot-rounds", 1, "--rounds", 2, "--clock", "cpu",
                 "--variants", ",".join(labels), "--num", 8, "--rows", 2, "--no-fid", "--out", out)
   assert result.returncode == 0, result.stderr[-3000:]
   # Every pilot before any training; rounds alternate the order, so neither variant always runs first.
@@ -230,6 +230,7 @@ def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
                     (labels[1], "round 1"), (labels[0], "first round"), (labels[1], "first round"),
                     (labels[1], "round 2"), (labels[0], "round 2")], events
   results = json.loads((out / "results.json").read_text())
+  assert results["clock"] == "cpu"
   full, baseline = results["variants"]["full"], results["variants"]["baseline[train.g_learning_rate=1e-3]"]
   assert 0.0 <= full["attention_iou"] <= 1.0 and baseline["attention_iou"] is None
   assert baseline["overrides"] == {"model.attentive": False, "train.gan": False, "loss.semantic": 0.0,
@@ -243,6 +244,8 @@ def test_ablation_runner_trains_evaluates_and_tabulates_the_baseline(tmp_path):
     assert (row["steps"] == 2 or abs(row["steps"] * per_step - 3.0) < 2 * per_step
             or row["steps"] == row["rounds"][0]["steps_to"])
     assert 0 < row["train_loop_seconds"] < row["train_seconds"]
+    # By the CPU clock (CPU seconds over the cores), never more than the same loop's wall seconds.
+    assert row["train_loop_seconds"] <= row["train_loop_wall_seconds"] * 1.01
     # Round 1 goes half way along the pilot's plan; then the variant is planned again from that round.
     assert [r["steps_to"] for r in row["rounds"]] == [math.ceil(row["initial_steps"] / 2), row["steps"]]
     assert row["train_loop_seconds"] == pytest.approx(sum(r["loop_seconds"] for r in row["rounds"]))
@@ -318,3 +321,26 @@ def test_blind_and_toned_evaluation(trained_workdir, tmp_path):
   assert chroma["opencv_telea"]["surrounding"] < 1.0 and report["hole_fill"] == "white"
   saved = np.asarray(Image.open(next((tmp_path / "grey" / "completions" / "this_model").iterdir())), np.int16)
   assert np.abs(saved[..., 0] - saved[..., 1]).max() <= 1  # a grey image on disk
+
+
+def test_ablation_clocks_read_the_training_log(tmp_path):
+  """`--clock wall` times a window by its images/s, `--clock cpu` by its CPU seconds over the usable cores;
+  a log without CPU time cannot be planned by the CPU clock (one clear error)."""
+  from faceinpaint_jax import ablate
+  from faceinpaint_jax.cli import UserError
+  log = tmp_path / "metrics.jsonl"
+  rows = [{"step": 10, "stage": 1, "images_per_sec": 40.0, "cpu_seconds": 6.0},
+          {"step": 20, "stage": 2, "images_per_sec": 20.0, "cpu_seconds": 12.0},
+          {"step": 5, "stage": 1, "images_per_sec": 80.0, "cpu_seconds": 1.0}]  # a resumed run starts over
+  log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  cores = ablate.usable_cores()
+  wall = ablate.training_windows(log, 16, "wall")
+  cpu = ablate.training_windows(log, 16, "cpu")
+  assert [(w["steps"], w["stage"]) for w in wall] == [(10, 1), (10, 2)]
+  assert [w["seconds"] for w in wall] == pytest.approx([4.0, 8.0])
+  assert [w["seconds"] for w in cpu] == pytest.approx([6.0 / cores, 12.0 / cores])
+  assert [w["wall_seconds"] for w in cpu] == pytest.approx([4.0, 8.0])
+  log.write_text(json.dumps({"step": 10, "stage": 1, "images_per_sec": 40.0}) + "\n")
+  assert ablate.training_windows(log, 16)[0]["seconds"] == pytest.approx(4.0)
+  with pytest.raises(UserError, match="no CPU time"):
+    ablate.training_windows(log, 16, "cpu")

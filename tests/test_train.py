@@ -218,7 +218,11 @@ def test_bitwise_resume_across_the_stage_switch(tiny_config, tmp_path):
   assert [l["step"] for l in lines] == [1, 2, 3, 4]
   assert [l["stage"] for l in lines] == [1, 1, 1, 2]
   assert {"g/mse", "g/attention", "g/adversarial", "d/real_prob_global", "g/grad_norm",
-          "images_per_sec"} <= set(lines[-1])
+          "images_per_sec", "cpu_seconds"} <= set(lines[-1])
+  # CPU seconds per window: positive, and at most the window's wall time on every core (all threads).
+  for l in lines:
+    wall = tiny_config.train.batch_size / l["images_per_sec"]
+    assert 0 < l["cpu_seconds"] <= wall * os.cpu_count() * 1.05 + 0.01, l
   assert os.path.exists(tmp_path / "straight" / "samples" / "step_0000004.png")
   assert os.listdir(tmp_path / "straight" / "tensorboard")
   assert json.load(open(tmp_path / "straight" / "config.json"))["train"]["steps"] == 4
