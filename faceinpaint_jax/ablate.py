@@ -319,8 +319,7 @@ def run(args) -> int:
         raise UserError(f"variant {label}: training exited with code {code} ({' '.join(command)})")
       windows = training_windows(workdir / "metrics.jsonl", configs[label].train.batch_size, args.clock)
       loop_s = sum(w["seconds"] for w in windows) - sum(r["loop_seconds"] for r in entry["rounds"])
-      loop_wall_s = (sum(w["wall_seconds"] for w in windows)
-                     - sum(r.get("loop_wall_seconds", r["loop_seconds"]) for r in entry["rounds"]))
+      loop_wall_s = sum(w["wall_seconds"] for w in windows) - sum(map(_loop_wall_seconds, entry["rounds"]))
       entry["rounds"].append({"steps_to": target, "loop_seconds": loop_s, "loop_wall_seconds": loop_wall_s,
                               "wall_seconds": wall_s})
       save()
@@ -348,7 +347,7 @@ def run(args) -> int:
         "initial_steps": entry.get("initial_plan", plan)["train.steps"],
         "images_per_sec_stage1": batch / seconds["stage1"], "images_per_sec_stage2": batch / seconds["stage2"],
         "train_seconds": sum(r["wall_seconds"] for r in entry["rounds"]), "train_loop_seconds": loop_s,
-        "train_loop_wall_seconds": sum(r.get("loop_wall_seconds", r["loop_seconds"]) for r in entry["rounds"]),
+        "train_loop_wall_seconds": sum(map(_loop_wall_seconds, entry["rounds"])),
         "rounds": entry["rounds"], "images_seen": plan["train.steps"] * batch,
         "psnr_hole": metrics["psnr_hole"], "ssim": metrics["ssim"], "ssim_hole": metrics["ssim_hole"],
         "lpips": metrics["lpips"], "psnr": metrics["psnr"], "attention_iou": report["attention_iou"],
@@ -363,6 +362,11 @@ def run(args) -> int:
   _grid(out, [label for label, _, _ in variants], args.rows)
   print((out / "results.md").read_text())
   return 0
+
+
+def _loop_wall_seconds(training_round: dict) -> float:
+  # Rounds recorded before both clocks were kept were timed by the wall clock only.
+  return training_round.get("loop_wall_seconds", training_round["loop_seconds"])
 
 
 def _dirname(label: str) -> str:
