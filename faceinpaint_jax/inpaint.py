@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import pathlib
 import sys
 
 import numpy as np
 from PIL import Image
 
+from faceinpaint_jax import assets
 from faceinpaint_jax.cli import UserError
 
 MAX_HOLE_FRACTION = 0.9
@@ -278,10 +278,7 @@ def _center_square(shape, size):
 
 def write_png(array: np.ndarray, path: pathlib.Path):
   """Written under a temporary name and renamed: a reader never sees half a file."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.partial.png")
-  Image.fromarray(array).save(tmp)
-  os.replace(tmp, path)
+  assets.write_atomically(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
 @dataclasses.dataclass

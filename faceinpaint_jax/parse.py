@@ -10,14 +10,13 @@ folder (labels as NAME.npy beside each PNG when --save-labels is given a folder)
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from faceinpaint_jax.assets import AssetError
+from faceinpaint_jax.assets import AssetError, write_atomically
 from faceinpaint_jax.data.preprocess import BadImageError, decode_image
 from faceinpaint_jax.data.sources import IMAGE_EXTENSIONS
 
@@ -67,15 +66,14 @@ class Parser:
     return np.asarray(self._apply(self.variables, parser_input(rgb_uint8, self.size)[None]))[0]
 
 
+def _save_npy(path, array: np.ndarray):
+  with open(path, "wb") as f:  # through a file object: np.save appends ".npy" to a name that lacks it
+    np.save(f, array)
+
+
 def _fail(message: str) -> int:
   print(f"error: {message}", file=sys.stderr)
   return 2
-
-
-def _atomic_save(save, path: pathlib.Path):
-  tmp = path.with_name(path.name + ".partial" + path.suffix)
-  save(tmp)
-  os.replace(tmp, path)
 
 
 def main(argv=None) -> int:
@@ -123,9 +121,9 @@ def main(argv=None) -> int:
       failures += 1
       continue
     labels = parser(rgb)
-    _atomic_save(lambda p: figure(rgb, labels).save(p, format="PNG"), out_path)
+    write_atomically(out_path, lambda p: figure(rgb, labels).save(p, format="PNG"))
     if labels_path is not None:
-      _atomic_save(lambda p: np.save(open(p, "wb"), labels), labels_path)
+      write_atomically(labels_path, lambda p: _save_npy(p, labels))
   print(f"parsed {len(jobs) - failures} image(s) → {args.output}")
   return 0 if failures < len(jobs) else 2
 

@@ -2,6 +2,7 @@
 
 import collections
 import os
+import pathlib
 import pickle
 import struct
 import subprocess
@@ -125,6 +126,45 @@ def test_resize_helpers_match_pytorch_conventions():
   np.testing.assert_allclose(up, [[0, 0.5, 1], [1, 1.5, 2], [2, 2.5, 3]], atol=1e-6)  # corners kept
   np.testing.assert_array_equal(resize_nearest(x, 4, 4)[0, :, :, 0],
                                 [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+
+
+def test_cache_writers_racing_for_one_file_both_succeed_and_leave_it_whole(tmp_path):
+  """Two workers converting the parser's weights on a cold cache at once: each must finish, the file
+  must be a complete one, and no temporary file may be left (a shared temporary name made the second
+  rename fail with FileNotFoundError)."""
+  import threading
+  target = tmp_path / "cache" / "bisenet_cafe.npz"
+  both_written = threading.Barrier(2)
+  errors = []
+
+  def save(value):
+    def write(tmp):
+      np.savez(tmp, x=np.full(1000, value))
+      both_written.wait(timeout=10)  # both temporaries exist before either is renamed
+    try:
+      assets.write_atomically(target, write)
+    except Exception as e:  # noqa: BLE001 — the test reports it
+      errors.append(e)
+
+  workers = [threading.Thread(target=save, args=(v,)) for v in (1.0, 2.0)]
+  for w in workers:
+    w.start()
+  for w in workers:
+    w.join()
+  assert errors == []
+  with np.load(target) as saved:
+    assert saved["x"].shape == (1000,) and len(set(saved["x"].tolist())) == 1
+  assert [f.name for f in target.parent.iterdir()] == [target.name]
+
+  def failing(tmp):
+    pathlib.Path(tmp).write_bytes(b"half a file")
+    raise OSError("disk full")
+
+  with pytest.raises(OSError, match="disk full"):
+    assets.write_atomically(target, failing)
+  with np.load(target) as saved:  # the old file is untouched, the half-written one is gone
+    assert saved["x"].shape == (1000,)
+  assert [f.name for f in target.parent.iterdir()] == [target.name]
 
 
 @pytest.fixture(scope="module")

@@ -97,10 +97,7 @@ def scan_folder(root: pathlib.Path, cache_dir: str = "", workers: int = 8):
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
       for (rel, stamp), reason in zip(todo, pool.map(lambda t: _scan_one(root / t[0]), todo)):
         verdicts[rel] = [stamp, reason]
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(verdicts))
-    os.replace(tmp, cache_file)
+    assets.write_atomically(cache_file, lambda tmp: pathlib.Path(tmp).write_text(json.dumps(verdicts)))
   good = [rel for rel in candidates if verdicts[rel][1] is None]
   skipped = [(rel, verdicts[rel][1]) for rel in candidates if verdicts[rel][1] is not None]
   for rel, reason in skipped:
