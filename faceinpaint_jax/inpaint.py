@@ -231,28 +231,26 @@ class Inpainter:
       attention_photo = None
       remaining = mask.copy()
       used, crops = [], []
-      for frame in frames:
-        _, inside = framing.crop_to_photo(np.zeros((self.size, self.size), np.uint8), frame, photo.shape[:2])
-        if not (remaining & inside).any():
-          continue  # this face's crop does not meet the hole
+
+      def complete_in(frame):
+        """Fill the hole pixels this crop holds that no earlier crop filled."""
         back, inside, _, _, seen = self._complete_crop(photo, frame, mask, monochrome)
         take = remaining & inside
         result[take] = back[take]
-        remaining &= ~take
+        remaining[take] = False
         used.append(frame)
         crops.append(seen)
+
+      for frame in frames:
+        _, inside = framing.crop_to_photo(np.zeros((self.size, self.size), np.uint8), frame, photo.shape[:2])
+        if (remaining & inside).any():  # else this face's crop does not meet the hole
+          complete_in(frame)
       if self.detector is not None and not used and face_box is None:
         notes.append("no face found" if not faces else f"no face's crop meets the hole ({faces} found)")
       for _ in range(4):  # hole pixels outside every face crop: a square crop around what is left
         if not remaining.any():
           break
-        frame = framing.frame_around(remaining, self.size, photo.shape[:2])
-        back, inside, _, _, seen = self._complete_crop(photo, frame, mask, monochrome)
-        take = remaining & inside
-        result[take] = back[take]
-        remaining &= ~take
-        used.append(frame)
-        crops.append(seen)
+        complete_in(framing.frame_around(remaining, self.size, photo.shape[:2]))
       if used and used[-1].how == "hole" and len(used) > 1:
         notes.append("part of the hole lies outside the face crops: completed from a crop around it")
     if blend == "poisson":
