@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import zipfile
 from importlib import resources
 
@@ -50,11 +51,11 @@ def write_atomically(path: os.PathLike, save) -> None:
   """`save(tmp)`, then `tmp` renamed onto `path`: a reader sees the old file or the whole new one, never
   half of one. The temporary name is unique to this writer, so processes that fill the same cold cache
   entry at once (two test workers, two hosts' first runs) do not rename each other's file away; the
-  last complete write wins. `tmp` keeps `path`'s suffix, which numpy and Pillow read the format from."""
+  last complete write wins. `tmp` keeps `path`'s suffix, which numpy and Pillow read the format from, and
+  is created by `save` itself, so the file gets the user's umask (mkstemp's would be private, 0600)."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial" + path.suffix)
-  os.close(fd)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial{path.suffix}")
   try:
     save(tmp)
     os.replace(tmp, path)
