@@ -246,17 +246,61 @@ def verify_workdir(workdir: str) -> int:
   return 1 if bad else 0
 
 
+def compare_workdirs(first: str, second: str, step: int | None = None) -> int:
+  """Whether two runs hold the same train state, array for array and bit for bit (a rerun of a config,
+  a resumed run against a straight one): 0 if every array of the step is equal, 1 if any differs or the
+  runs' latest steps differ, one line either way. Both steps are verified against their own digests
+  first, so equal digests mean equal arrays."""
+  if step is None:
+    latest = {workdir: _latest(workdir) for workdir in (first, second)}
+    if None in latest.values():
+      empty = next(workdir for workdir, s in latest.items() if s is None)
+      raise FileNotFoundError(f"no checkpoint in {os.path.join(empty, 'checkpoints')}")
+    if latest[first] != latest[second]:
+      print(f"latest steps differ: {first} is at step {latest[first]}, {second} at step {latest[second]} "
+            f"(--step S compares one step of both)")
+      return 1
+    step = latest[first]
+  digests = []
+  for workdir in (first, second):
+    try:
+      digests.append(load_raw(workdir, step)[1]["digests"])
+    except CheckpointCorrupt as e:
+      raise CheckpointCorrupt(f"checkpoint {e} (in {workdir})") from None
+  names = sorted(digests[0].keys() | digests[1].keys())
+  differing = [name for name in names if digests[0].get(name) != digests[1].get(name)]
+  if not differing:
+    print(f"step {step}: all {len(names)} arrays bit-for-bit equal")
+    return 0
+  shown = ", ".join(differing[:3]) + (f" and {len(differing) - 3} more" if len(differing) > 3 else "")
+  print(f"step {step}: {len(differing)} of {len(names)} arrays differ: {shown}")
+  return 1
+
+
 def main(argv=None) -> int:
   import argparse
   parser = argparse.ArgumentParser(prog="python -m faceinpaint_jax.checkpoint",
-                                   description="Check every kept checkpoint of a run against its digests.")
+                                   description="Check a run's kept checkpoints against their digests, or "
+                                               "compare two runs bit for bit.")
   commands = parser.add_subparsers(dest="command", required=True)
   commands.add_parser("verify", help="verify every kept step of WORKDIR").add_argument("workdir")
+  compare = commands.add_parser("compare", help="0 if two runs' latest (or --step) states are bit-for-bit "
+                                                "equal, 1 if not")
+  compare.add_argument("workdir", nargs=2)
+  compare.add_argument("--step", type=int, default=None)
   args = parser.parse_args(argv)
-  if not os.path.isdir(args.workdir):
-    print(f"error: no such workdir: {args.workdir}", file=sys.stderr)
+  workdirs = args.workdir if args.command == "compare" else [args.workdir]
+  missing = next((workdir for workdir in workdirs if not os.path.isdir(workdir)), None)
+  if missing is not None:
+    print(f"error: no such workdir: {missing}", file=sys.stderr)
     return 2
-  return verify_workdir(args.workdir)
+  if args.command == "verify":
+    return verify_workdir(args.workdir)
+  try:
+    return compare_workdirs(*args.workdir, step=args.step)
+  except (FileNotFoundError, CheckpointCorrupt) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
