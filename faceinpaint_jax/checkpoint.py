@@ -252,15 +252,16 @@ def compare_workdirs(first: str, second: str, step: int | None = None) -> int:
   runs' latest steps differ, one line either way. Both steps are verified against their own digests
   first, so equal digests mean equal arrays."""
   if step is None:
-    latest = {workdir: _latest(workdir) for workdir in (first, second)}
-    if None in latest.values():
-      empty = next(workdir for workdir, s in latest.items() if s is None)
-      raise FileNotFoundError(f"no checkpoint in {os.path.join(empty, 'checkpoints')}")
-    if latest[first] != latest[second]:
-      print(f"latest steps differ: {first} is at step {latest[first]}, {second} at step {latest[second]} "
+    latest = []
+    for workdir in (first, second):
+      latest.append(_latest(workdir))
+      if latest[-1] is None:
+        raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+    if latest[0] != latest[1]:
+      print(f"latest steps differ: {first} is at step {latest[0]}, {second} at step {latest[1]} "
             f"(--step S compares one step of both)")
       return 1
-    step = latest[first]
+    step = latest[0]
   digests = []
   for workdir in (first, second):
     try:
