@@ -23,6 +23,11 @@ the training loop's own seconds per variant) and OUT/grid.png (rows = held-out f
 input, each variant, ground truth). An interrupted run picks up where it stopped when rerun with the same
 arguments. The step counts depend on this machine's speed; rerun everything on one machine.
 
+`--seeds N` trains every variant N times (train.seed = the config's seed + 0 … N − 1; one pilot per
+variant), because one run of a GAN-trained model moves by about 0.1 dB hole PSNR with its seed and
+step count, as much as the effects an ablation is after; the table then adds each variant's mean ±
+sample standard deviation and the difference of its means from the first variant's.
+
 `--clock` is what a budget counts: `wall` (the default) the training loop's wall seconds; `cpu` its
 process's CPU seconds (all threads) divided by the cores it may use, which is the wall time of an
 unshared machine. Use `cpu` on a VM whose hypervisor steals time (`st` in `top`): there the same compute
@@ -90,6 +95,33 @@ def parse_variants(text: str) -> list[tuple[str, str, dict]]:
   if len({label for label, _, _ in variants}) != len(variants):
     raise UserError("a variant is named twice")
   return variants
+
+
+def with_seeds(variants: list, seeds: int, first_seed: int) -> list[tuple[str, str, dict]]:
+  """Each variant `seeds` times, with train.seed = first_seed + 0 … seeds − 1, seed-major (every
+  variant's first seed, then every variant's second, …), so that the interleaved rounds spread any drift
+  of the machine over the seeds alike. One seed leaves the variants as they are.
+
+  A replica's label is its variant's spec with `train.seed=S` appended to its overrides, which is what
+  the same replica listed by hand in --variants would be called: a run can be summarised with --seeds
+  whether its replicas were listed by hand or not.
+  """
+  if seeds == 1:
+    return variants
+  replicas = []
+  for seed in range(first_seed, first_seed + seeds):
+    for label, description, overrides in variants:
+      if "train.seed" in overrides:
+        raise UserError(f"variant {label!r} sets train.seed itself; --seeds sets it for every variant")
+      replica = f"{label[:-1]};train.seed={seed}]" if label.endswith("]") else f"{label}[train.seed={seed}]"
+      replicas.append((replica, f"{description}; train.seed={seed}", {**overrides, "train.seed": seed}))
+  return replicas
+
+
+def _variant_of(label: str) -> str:
+  """The label of the variant a replica belongs to (its label without the `train.seed=S` override)."""
+  stripped = re.sub(r";?train\.seed=\d+", "", label)
+  return stripped.replace("[]", "").replace("[;", "[")
 
 
 def _literal(text: str):
@@ -235,8 +267,8 @@ def run(args) -> int:
   from faceinpaint_jax.config import load_config_file
   from faceinpaint_jax.evaluate import MODEL, evaluate
 
-  variants = parse_variants(args.variants)
   base = load_config_file(args.config)
+  variants = with_seeds(parse_variants(args.variants), args.seeds, int(base.train.seed))
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   budget_s = args.budget_minutes * 60.0
@@ -269,19 +301,28 @@ def run(args) -> int:
 
   # 1. Pilots, all before any training and in alternating order: each variant's speed is measured in
   # the same stretch of time as the others', so a machine whose speed drifts plans them all alike.
+  # The replicas of one variant (--seeds) compute the same thing at the same speed: the first of them
+  # is timed for all.
+  timed_by = {}
+  for label, _, _ in variants:
+    timed_by.setdefault(_variant_of(label), label)
+  timed_by = {label: timed_by[_variant_of(label)] for label, _, _ in variants}
   for round_index in range(args.pilot_rounds):
     order = pending if round_index % 2 == 0 else pending[::-1]
     for label, _, _ in order:
-      entry = progress.setdefault(label, {})
-      pilots = entry.setdefault("pilots", [])
-      if len(pilots) > round_index or "plan" in entry:
+      if "plan" in progress.setdefault(label, {}):
         continue
-      print(f"[{label}] timing a pilot run ({round_index + 1}/{args.pilot_rounds}) ...", flush=True)
-      pilots.append(pilot_speeds(configs[label], out / "pilot", args.pilot_steps, args.clock))
+      timer = timed_by[label]
+      pilots = progress.setdefault(timer, {}).setdefault("pilots", [])
+      if len(pilots) > round_index:
+        continue
+      print(f"[{timer}] timing a pilot run ({round_index + 1}/{args.pilot_rounds}) ...", flush=True)
+      pilots.append(pilot_speeds(configs[timer], out / "pilot", args.pilot_steps, args.clock))
       save()
   for label, _, _ in pending:
     entry = progress[label]
     if "plan" not in entry:
+      entry["pilots"] = list(progress[timed_by[label]]["pilots"])
       # The fastest of a variant's pilots: what slows a machine (other load, a neighbour on the host)
       # only ever adds time, and the interleaved rounds below then expose every variant to it alike.
       entry["seconds"] = {k: float(np.min([t[k] for t in entry["pilots"]])) for k in ("stage1", "stage2")}
@@ -342,6 +383,7 @@ def run(args) -> int:
     batch = config.train.batch_size
     rows[label] = {
         "description": description, "overrides": {k: v for k, v in overrides.items()},
+        "variant": _variant_of(label), "seed": int(config.train.seed),
         "steps": plan["train.steps"], "stage1_steps": plan["train.stage1_steps"],
         "seconds_per_iteration": seconds, "pilot_seconds_per_iteration": entry["pilots"],
         "initial_steps": entry.get("initial_plan", plan)["train.steps"],
@@ -393,9 +435,36 @@ def markdown(results: dict) -> str:
                  f"| {r['steps']} ({r['stage1_steps']}) | {r['images_seen']} "
                  f"| {r.get('train_loop_seconds', r['train_seconds']):.0f} "
                  f"| {r.get('train_loop_wall_seconds', r.get('train_loop_seconds', r['train_seconds'])):.0f} |")
+  lines += seed_summary(results["variants"])
   lines += ["", "Variants:", ""]
   lines += [f"- `{label}`: {r['description']}" for label, r in results["variants"].items()]
   return "\n".join(lines) + "\n"
+
+
+def seed_summary(rows: dict) -> list[str]:
+  """Markdown lines: each variant's mean ± sample standard deviation over its seeds, and the difference
+  of its means from the first variant's; nothing when no variant ran with more than one seed."""
+  groups = {}
+  for label, r in rows.items():
+    groups.setdefault(r.get("variant", _variant_of(label)), []).append(r)
+  if all(len(g) == 1 for g in groups.values()):
+    return []
+  stat = lambda g, key: np.array([r[key] for r in g if r.get(key) is not None], np.float64)
+  spread = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
+  fmt = lambda x, digits: "—" if not len(x) else f"{x.mean():.{digits}f} ± {spread(x):.{digits}f}"
+  reference = next(iter(groups.values()))
+  lines = ["", f"Over seeds (mean ± sample standard deviation; Δ = difference of the means from "
+               f"`{next(iter(groups))}`):", "",
+           "| variant | seeds | hole PSNR | Δ hole PSNR | SSIM | LPIPS | Δ LPIPS | KID | steps |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for variant, g in groups.items():
+    seeds = ", ".join(str(r["seed"]) for r in g if "seed" in r) or str(len(g))
+    d_psnr = stat(g, "psnr_hole").mean() - stat(reference, "psnr_hole").mean()
+    d_lpips = stat(g, "lpips").mean() - stat(reference, "lpips").mean()
+    lines.append(f"| {variant} | {seeds} | {fmt(stat(g, 'psnr_hole'), 2)} | {d_psnr:+.2f} | {fmt(stat(g, 'ssim'), 4)} "
+                 f"| {fmt(stat(g, 'lpips'), 4)} | {d_lpips:+.4f} | {fmt(stat(g, 'kid'), 4)} "
+                 f"| {fmt(stat(g, 'steps'), 0)} |")
+  return lines
 
 
 def _grid(out: pathlib.Path, labels: list[str], rows: int):
@@ -434,6 +503,9 @@ def main(argv=None) -> int:
   ap.add_argument("--clock", choices=CLOCKS, default="wall",
                   help="what the budget counts: wall seconds, or CPU seconds over the usable cores (for "
                        "machines whose hypervisor steals time)")
+  ap.add_argument("--seeds", type=int, default=1,
+                  help="train every variant this many times, with train.seed = the config's seed + 0, 1, …; "
+                       "the table adds each variant's mean ± standard deviation over its seeds")
   ap.add_argument("--time-only", action="store_true", help="print each variant's s/iteration and stop")
   args = ap.parse_args(argv)
   if not math.isfinite(args.budget_minutes) or args.budget_minutes <= 0:
@@ -442,8 +514,8 @@ def main(argv=None) -> int:
   if args.pilot_steps < 3:
     print("error: --pilot-steps must be at least 3", file=sys.stderr)
     return 2
-  if args.rounds < 1 or args.pilot_rounds < 1:
-    print("error: --rounds and --pilot-rounds must be at least 1", file=sys.stderr)
+  if args.rounds < 1 or args.pilot_rounds < 1 or args.seeds < 1:
+    print("error: --rounds, --pilot-rounds and --seeds must be at least 1", file=sys.stderr)
     return 2
   from faceinpaint_jax.assets import AssetError
   from faceinpaint_jax.config import ConfigError

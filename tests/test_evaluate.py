@@ -299,6 +299,35 @@ def test_ablation_variant_specs():
     apply_overrides(config, {"model.norm": "layer"})
 
 
+def test_ablation_seeds_replicate_each_variant_and_summarise_its_spread():
+  """--seeds N: every variant N times, seed-major, labelled as the same replica listed by hand would be;
+  the table's summary gives each variant's mean ± sample sd and its difference from the first variant."""
+  from faceinpaint_jax.ablate import _variant_of, parse_variants, seed_summary, with_seeds
+  from faceinpaint_jax.cli import UserError
+  variants = parse_variants("baseline,full[loss.semantic=0.2]")
+  assert with_seeds(variants, 1, 0) == variants
+  replicas = with_seeds(variants, 2, 3)
+  assert [r[0] for r in replicas] == ["baseline[train.seed=3]", "full[loss.semantic=0.2;train.seed=3]",
+                                      "baseline[train.seed=4]", "full[loss.semantic=0.2;train.seed=4]"]
+  assert replicas[3][2] == {"loss.semantic": 0.2, "train.seed": 4}
+  # The label parses back to the same overrides, so a replica can also be listed by hand.
+  assert parse_variants(replicas[3][0])[0][2] == replicas[3][2]
+  assert [_variant_of(r[0]) for r in replicas] == ["baseline", "full[loss.semantic=0.2]"] * 2
+  assert _variant_of("full[train.seed=1;loss.semantic=0.2]") == "full[loss.semantic=0.2]"
+  with pytest.raises(UserError, match="train.seed"):
+    with_seeds(parse_variants("full[train.seed=1]"), 2, 0)
+
+  row = lambda variant, seed, psnr, lpips: {"variant": variant, "seed": seed, "psnr_hole": psnr, "ssim": 0.8,
+                                            "lpips": lpips, "kid": None, "steps": 100 + seed}
+  rows = {"b0": row("baseline", 0, 18.0, 0.12), "f0": row("full", 0, 17.8, 0.11),
+          "b1": row("baseline", 1, 18.2, 0.13), "f1": row("full", 1, 17.9, 0.12)}
+  table = seed_summary(rows)
+  assert table[-2].startswith("| baseline | 0, 1 | 18.10 ± 0.14 | +0.00 | 0.8000 ± 0.0000 | 0.1250 ± 0.0071 ")
+  assert table[-1].startswith("| full | 0, 1 | 17.85 ± 0.07 | -0.25 |") and "| -0.0100 |" in table[-1]
+  assert "| — |" in table[-1] and table[-1].endswith("| 100 ± 1 |")
+  assert seed_summary({"b0": rows["b0"], "f0": rows["f0"]}) == []  # one seed each: nothing to summarise
+
+
 @pytest.mark.slow
 def test_blind_and_toned_evaluation(trained_workdir, tmp_path):
   """--blind: every fill kind, IoU and the uncovered share of the hole in range, PSNR with the blind mask
