@@ -458,7 +458,7 @@ def seed_summary(rows: dict) -> list[str]:
            "| variant | seeds | hole PSNR | Δ hole PSNR | SSIM | LPIPS | Δ LPIPS | KID | steps |",
            "|---|---|---|---|---|---|---|---|---|"]
   for variant, g in groups.items():
-    seeds = ", ".join(str(r["seed"]) for r in g if "seed" in r) or str(len(g))
+    seeds = ", ".join(str(r.get("seed", r.get("overrides", {}).get("train.seed", "?"))) for r in g)
     d_psnr = stat(g, "psnr_hole").mean() - stat(reference, "psnr_hole").mean()
     d_lpips = stat(g, "lpips").mean() - stat(reference, "lpips").mean()
     lines.append(f"| {variant} | {seeds} | {fmt(stat(g, 'psnr_hole'), 2)} | {d_psnr:+.2f} | {fmt(stat(g, 'ssim'), 4)} "

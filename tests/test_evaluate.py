@@ -326,6 +326,11 @@ def test_ablation_seeds_replicate_each_variant_and_summarise_its_spread():
   assert table[-1].startswith("| full | 0, 1 | 17.85 ± 0.07 | -0.25 |") and "| -0.0100 |" in table[-1]
   assert "| — |" in table[-1] and table[-1].endswith("| 100 ± 1 |")
   assert seed_summary({"b0": rows["b0"], "f0": rows["f0"]}) == []  # one seed each: nothing to summarise
+  # Rows of replicas listed by hand, from before rows named their variant and seed: both from the label.
+  by_hand = {f"baseline[train.seed={s}]": {**rows[f"b{s}"], "overrides": {"train.seed": s}} for s in (0, 1)}
+  for r in by_hand.values():
+    del r["variant"], r["seed"]
+  assert seed_summary(by_hand)[-1] == table[-2]
 
 
 @pytest.mark.slow
