@@ -334,6 +334,29 @@ def test_ablation_seeds_replicate_each_variant_and_summarise_its_spread():
 
 
 @pytest.mark.slow
+def test_ablation_seeds_time_once_and_train_each_seed(tmp_path):
+  """--seeds 2 through the runner: one pilot for the variant's two replicas, both planned from it, two
+  different models (their seeds differ), and the summary row over both."""
+  out = tmp_path / "ablate"
+  result = _run("faceinpaint_jax.ablate", "--config", os.path.join(REPO, "configs", "tiny.py"),
+                "--budget-minutes", 0.05, "--pilot-steps", 3, "--pilot-rounds", 1, "--rounds", 1, "--clock", "cpu",
+                "--variants", "full", "--seeds", 2, "--num", 4, "--rows", 2, "--no-fid", "--out", out)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert re.findall(r"^\[(.+?)\] timing a pilot", result.stdout, re.M) == ["full[train.seed=0]"]
+  rows = json.loads((out / "results.json").read_text())["variants"]
+  assert list(rows) == ["full[train.seed=0]", "full[train.seed=1]"]
+  first, second = rows.values()
+  assert (first["seed"], second["seed"]) == (0, 1) and first["variant"] == second["variant"] == "full"
+  assert first["pilot_seconds_per_iteration"] == second["pilot_seconds_per_iteration"]
+  for r, seed in ((first, 0), (second, 1)):
+    config = json.loads((out / f"full_train.seed={seed}" / "config.json").read_text())
+    assert config["train"]["seed"] == seed
+  assert first["psnr_hole"] != second["psnr_hole"]
+  mean = (first["psnr_hole"] + second["psnr_hole"]) / 2
+  assert f"| full | 0, 1 | {mean:.2f} ± " in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
 def test_blind_and_toned_evaluation(trained_workdir, tmp_path):
   """--blind: every fill kind, IoU and the uncovered share of the hole in range, PSNR with the blind mask
   never above the true mask's; --tone grey: the model's fills stay grey (chroma 0) like the prints."""
