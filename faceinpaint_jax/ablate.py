@@ -303,10 +303,8 @@ def run(args) -> int:
   # the same stretch of time as the others', so a machine whose speed drifts plans them all alike.
   # The replicas of one variant (--seeds) compute the same thing at the same speed: the first of them
   # is timed for all.
-  timed_by = {}
-  for label, _, _ in variants:
-    timed_by.setdefault(_variant_of(label), label)
-  timed_by = {label: timed_by[_variant_of(label)] for label, _, _ in variants}
+  first_replica = {}
+  timed_by = {label: first_replica.setdefault(_variant_of(label), label) for label, _, _ in variants}
   for round_index in range(args.pilot_rounds):
     order = pending if round_index % 2 == 0 else pending[::-1]
     for label, _, _ in order:
@@ -452,15 +450,15 @@ def seed_summary(rows: dict) -> list[str]:
   stat = lambda g, key: np.array([r[key] for r in g if r.get(key) is not None], np.float64)
   spread = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
   fmt = lambda x, digits: "—" if not len(x) else f"{x.mean():.{digits}f} ± {spread(x):.{digits}f}"
-  reference = next(iter(groups.values()))
+  reference = {key: stat(next(iter(groups.values())), key).mean() for key in ("psnr_hole", "lpips")}
   lines = ["", f"Over seeds (mean ± sample standard deviation; Δ = difference of the means from "
                f"`{next(iter(groups))}`):", "",
            "| variant | seeds | hole PSNR | Δ hole PSNR | SSIM | LPIPS | Δ LPIPS | KID | steps |",
            "|---|---|---|---|---|---|---|---|---|"]
   for variant, g in groups.items():
     seeds = ", ".join(str(r.get("seed", r.get("overrides", {}).get("train.seed", "?"))) for r in g)
-    d_psnr = stat(g, "psnr_hole").mean() - stat(reference, "psnr_hole").mean()
-    d_lpips = stat(g, "lpips").mean() - stat(reference, "lpips").mean()
+    d_psnr = stat(g, "psnr_hole").mean() - reference["psnr_hole"]
+    d_lpips = stat(g, "lpips").mean() - reference["lpips"]
     lines.append(f"| {variant} | {seeds} | {fmt(stat(g, 'psnr_hole'), 2)} | {d_psnr:+.2f} | {fmt(stat(g, 'ssim'), 4)} "
                  f"| {fmt(stat(g, 'lpips'), 4)} | {d_lpips:+.4f} | {fmt(stat(g, 'kid'), 4)} "
                  f"| {fmt(stat(g, 'steps'), 0)} |")
