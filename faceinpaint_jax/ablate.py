@@ -23,10 +23,11 @@ the training loop's own seconds per variant) and OUT/grid.png (rows = held-out f
 input, each variant, ground truth). An interrupted run picks up where it stopped when rerun with the same
 arguments. The step counts depend on this machine's speed; rerun everything on one machine.
 
-`--seeds N` trains every variant N times (train.seed = the config's seed + 0 … N − 1; one pilot per
-variant), because one run of a GAN-trained model moves by about 0.1 dB hole PSNR with its seed and
-step count, as much as the effects an ablation is after; the table then adds each variant's mean ±
-sample standard deviation and the difference of its means from the first variant's.
+`--seeds N` trains every variant N times (train.seed = the config's seed + 0 … N − 1; one pilot and,
+after the first round, one plan per variant: the replicas differ by seed, not by steps), because one
+run of a GAN-trained model moves by about 0.1 dB hole PSNR with its seed and step count, as much as the
+effects an ablation is after; the table then adds each variant's mean ± sample standard deviation and the
+difference of its means from the first variant's.
 
 `--clock` is what a budget counts: `wall` (the default) the training loop's wall seconds; `cpu` its
 process's CPU seconds (all threads) divided by the cores it may use, which is the wall time of an
@@ -219,7 +220,7 @@ def plan_steps(config, seconds: dict, budget_s: float) -> dict:
           "train.log_every": max(1, min(t.log_every, steps))}
 
 
-def _replan(label: str, entry: dict, config, workdir: pathlib.Path, budget_s: float, clock: str) -> None:
+def _replan(replicas: list, config, budget_s: float, clock: str) -> None:
   """Plan a variant again from its first round of training, once.
 
   A pilot's minute is too short to time a variant to a few per cent: two pilots of the same compute
@@ -230,31 +231,40 @@ def _replan(label: str, entry: dict, config, workdir: pathlib.Path, budget_s: fl
   a stage it did not reach keeps the pilot's ratio to the other (both were timed within the same minute).
   Steps already taken keep the learning rate they were taken with; the cosine horizon moves to the new
   plan (at a quarter of the way, the two horizons' rates differ by a few per cent).
+
+  `replicas` are (label, progress entry, workdir) of one variant's runs (its seeds, or the variant alone),
+  which compute the same thing: their first rounds are pooled into one speed and all get one plan, so
+  that they differ by their seed and not by their step counts as well (planned one by one, three replicas
+  of one variant got 5,341–5,861 steps from first rounds timed 0.111–0.123 s per iteration).
   """
-  if "initial_plan" in entry:
+  todo = [(label, entry, workdir) for label, entry, workdir in replicas if "initial_plan" not in entry]
+  if not todo:
     return
-  windows = training_windows(workdir / "metrics.jsonl", config.train.batch_size, clock)[1:]  # [0]: compilation
-  measured = {}
-  for stage in (1, 2):
-    mine = [w for w in windows if w["stage"] == stage]
-    if mine:
-      measured[f"stage{stage}"] = sum(w["seconds"] for w in mine) / sum(w["steps"] for w in mine)
+  totals = {}  # stage → [seconds, steps] over the replicas' first rounds
+  for _, _, workdir in todo:
+    windows = training_windows(workdir / "metrics.jsonl", config.train.batch_size, clock)[1:]  # [0]: compilation
+    for w in windows:
+      total = totals.setdefault(f"stage{w['stage']}", [0.0, 0])
+      total[0] += w["seconds"]
+      total[1] += w["steps"]
+  measured = {stage: seconds / steps for stage, (seconds, steps) in totals.items() if steps}
   if not measured:
     return
-  pilot = entry["seconds"]
+  pilot = todo[0][1]["seconds"]  # one pilot times a variant's replicas
   seconds = dict(measured)
   if "stage2" not in seconds:
     seconds["stage2"] = seconds["stage1"] * pilot["stage2"] / pilot["stage1"]
   if "stage1" not in seconds:
     seconds["stage1"] = seconds["stage2"] * pilot["stage1"] / pilot["stage2"]
-  plan = plan_steps(config, seconds, budget_s)
-  done = entry["rounds"][0]["steps_to"]
-  if plan["train.steps"] < done:
-    plan = {**plan, "train.steps": done, "train.decay_steps": done,
-            "train.stage1_steps": min(plan["train.stage1_steps"], done), "train.checkpoint_every": done}
-  entry.update(initial_plan=entry["plan"], pilot_seconds=pilot, seconds=seconds, plan=plan)
-  print(f"[{label}] first round: {seconds['stage1']:.3f} s/iter stage 1 (pilot {pilot['stage1']:.3f}) "
-        f"→ {plan['train.steps']} steps ({plan['train.stage1_steps']} in stage 1)", flush=True)
+  for label, entry, _ in todo:
+    plan = plan_steps(config, seconds, budget_s)
+    done = entry["rounds"][0]["steps_to"]
+    if plan["train.steps"] < done:
+      plan = {**plan, "train.steps": done, "train.decay_steps": done,
+              "train.stage1_steps": min(plan["train.stage1_steps"], done), "train.checkpoint_every": done}
+    entry.update(initial_plan=entry["plan"], pilot_seconds=pilot, seconds=seconds, plan=plan)
+    print(f"[{label}] first round: {seconds['stage1']:.3f} s/iter stage 1 (pilot {pilot['stage1']:.3f}) "
+          f"→ {plan['train.steps']} steps ({plan['train.stage1_steps']} in stage 1)", flush=True)
 
 
 def _flag(key: str, value) -> str:
@@ -335,7 +345,7 @@ def run(args) -> int:
   # order reversed every other round), so drift in the machine's speed falls on every variant alike.
   # A chunk resumes from the previous chunk's checkpoint (train.decay_steps fixes the schedule's horizon
   # at the planned steps, so chunks of one plan are bitwise one uninterrupted run). After the first
-  # round each variant is planned again from that round's own speed (_replan).
+  # round each variant is planned again from that round's own speed, one plan for its replicas (_replan).
   for round_index in range(args.rounds):
     order = pending if round_index % 2 == 0 else pending[::-1]
     for label, _, overrides in order:
@@ -363,8 +373,11 @@ def run(args) -> int:
                               "wall_seconds": wall_s})
       save()
     if round_index == 0 and args.rounds > 1:
+      by_variant = {}
       for label, _, _ in pending:
-        _replan(label, progress[label], configs[label], out / _dirname(label), budget_s, args.clock)
+        by_variant.setdefault(_variant_of(label), []).append((label, progress[label], out / _dirname(label)))
+      for replicas in by_variant.values():
+        _replan(replicas, configs[replicas[0][0]], budget_s, args.clock)
       save()
 
   # 3. Evaluation, the same held-out faces and masks for every variant.

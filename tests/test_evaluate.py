@@ -401,3 +401,31 @@ def test_ablation_clocks_read_the_training_log(tmp_path):
   assert ablate.training_windows(log, 16)[0]["seconds"] == pytest.approx(4.0)
   with pytest.raises(UserError, match="no CPU time"):
     ablate.training_windows(log, 16, "cpu")
+
+
+def test_ablation_replicas_get_one_plan_from_their_pooled_first_rounds(tmp_path, capsys):
+  """The replicas of a variant (--seeds) compute the same thing: after the first round they are planned
+  once, from their first rounds' steps and seconds pooled, so they differ by seed and not by steps."""
+  from faceinpaint_jax import ablate
+  from faceinpaint_jax.config import load_config_file
+  config = load_config_file(os.path.join(REPO, "configs", "tiny.py"))
+  config.train.steps, config.train.stage1_steps = 100, 80
+  replicas = []
+  # The first window (compilation) is left out; after it, 20 stage-1 steps in 2 s and in 3 s.
+  for seed, seconds in ((0, 2.0), (1, 3.0)):
+    workdir = tmp_path / f"seed{seed}"
+    workdir.mkdir()
+    rows = [{"step": 5, "stage": 1, "images_per_sec": 1.0},
+            {"step": 25, "stage": 1, "images_per_sec": 20 * config.train.batch_size / seconds}]
+    (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    entry = {"seconds": {"stage1": 0.1, "stage2": 0.3}, "plan": {"train.steps": 100}, "rounds": [{"steps_to": 25}]}
+    replicas.append((f"full[train.seed={seed}]", entry, workdir))
+  ablate._replan(replicas, config, 60.0, "wall")
+  (_, first, _), (_, second, _) = replicas
+  pooled = 5.0 / 40  # s per stage-1 iteration over both replicas
+  assert first["seconds"] == second["seconds"] == pytest.approx({"stage1": pooled, "stage2": 3 * pooled})
+  assert first["plan"] == second["plan"] == ablate.plan_steps(config, first["seconds"], 60.0)
+  assert first["initial_plan"] == {"train.steps": 100} and first["pilot_seconds"] == {"stage1": 0.1, "stage2": 0.3}
+  before = dict(first["plan"])
+  ablate._replan(replicas[:1], config, 600.0, "wall")  # once only: a resumed run keeps its plan
+  assert first["plan"] == before
