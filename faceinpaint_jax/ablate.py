@@ -256,12 +256,12 @@ def _replan(replicas: list, config, budget_s: float, clock: str) -> None:
     seconds["stage2"] = seconds["stage1"] * pilot["stage2"] / pilot["stage1"]
   if "stage1" not in seconds:
     seconds["stage1"] = seconds["stage2"] * pilot["stage1"] / pilot["stage2"]
+  plan = plan_steps(config, seconds, budget_s)
+  done = todo[0][1]["rounds"][0]["steps_to"]  # the replicas' first rounds ran to one step (one initial plan)
+  if plan["train.steps"] < done:
+    plan = {**plan, "train.steps": done, "train.decay_steps": done,
+            "train.stage1_steps": min(plan["train.stage1_steps"], done), "train.checkpoint_every": done}
   for label, entry, _ in todo:
-    plan = plan_steps(config, seconds, budget_s)
-    done = entry["rounds"][0]["steps_to"]
-    if plan["train.steps"] < done:
-      plan = {**plan, "train.steps": done, "train.decay_steps": done,
-              "train.stage1_steps": min(plan["train.stage1_steps"], done), "train.checkpoint_every": done}
     entry.update(initial_plan=entry["plan"], pilot_seconds=pilot, seconds=seconds, plan=plan)
     print(f"[{label}] first round: {seconds['stage1']:.3f} s/iter stage 1 (pilot {pilot['stage1']:.3f}) "
           f"→ {plan['train.steps']} steps ({plan['train.stage1_steps']} in stage 1)", flush=True)
