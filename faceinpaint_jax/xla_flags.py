@@ -32,14 +32,18 @@ def _installed_jaxlib() -> str | None:
     return None
 
 
+def _flag_name(flag: str) -> str:
+  return flag.split("=", 1)[0]
+
+
 def with_cpu_defaults(xla_flags: str, jaxlib_version: str | None, opt_out: str | None = None) -> str:
   """XLA_FLAGS with this project's CPU defaults appended where they apply."""
   if opt_out is not None and opt_out.strip().lower() in ("0", "false", "no", "off"):
     return xla_flags
   if not jaxlib_version or not jaxlib_version.startswith(KNOWN_JAXLIB):
     return xla_flags
-  present = {flag.split("=", 1)[0] for flag in xla_flags.split()}
-  added = [flag for flag in CPU_DEFAULTS if flag.split("=", 1)[0] not in present]
+  present = {_flag_name(flag) for flag in xla_flags.split()}
+  added = [flag for flag in CPU_DEFAULTS if _flag_name(flag) not in present]
   return " ".join([xla_flags.strip(), *added]).strip()
 
 
