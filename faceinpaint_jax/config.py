@@ -28,9 +28,11 @@ def base_config() -> ml_collections.ConfigDict:
       # Max-pool keys/values of the attentive module's full-resolution non-local block (Wang et al.'s
       # subsampling trick); 1 = every position, as in Fig. 3.
       attention_kv_pool=1,
-      # The attentive module runs on the image average-pooled by this factor, its maps resized back to
-      # full size (bilinear); 1 = full resolution, as in the paper.
+      # The attentive module runs at the image size divided by this factor; 1 = full resolution, as in
+      # the paper. How: "average" pools the image and resizes the maps back (bilinear);
+      # "space_to_depth" folds each f×f block into channels and unfolds the maps (sees every pixel).
       attention_downsample=1,
+      attention_sampling="average",
       disc_global_widths=(64, 128, 256, 512, 512),
       disc_global_non_local_after=1,
       disc_local_widths=(64, 128, 256, 512),
@@ -63,6 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.loss = ml_collections.ConfigDict(dict(
       theta=3.0,  # Eq. 6
+      attention_form="mse",  # Eq. 6's squared error; "bce": per-pixel cross-entropy (train/losses.py)
       multiscale_lambda=0.75,  # Eq. 8
       adversarial=0.01,  # α, Eq. 10
       semantic=1.0,  # L_sem (Eq. 9) with the frozen BiSeNet face parser; 0 turns it off
@@ -135,6 +138,8 @@ def validate(config) -> None:
   _choice("model.upsample", m.upsample, ("transpose", "resize_conv", "bilinear"))
   _choice("model.dtype", m.dtype, ("float32", "bfloat16"))
   _choice("model.norm", m.norm, ("batch", "group", "none"))
+  _choice("model.attention_sampling", m.attention_sampling, ("average", "space_to_depth"))
+  _choice("loss.attention_form", config.loss.attention_form, ("mse", "bce"))
   for name in ("attentive", "non_local"):
     if not isinstance(getattr(m, name), bool):
       raise ConfigError(f"model.{name}={getattr(m, name)!r} must be True or False")

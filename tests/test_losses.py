@@ -34,6 +34,26 @@ def test_attention_loss_eq6():
                               rtol=1e-6)
 
 
+def test_attention_loss_bce_form_and_its_gradient_on_confidently_missed_damage():
+  import jax
+  mask = jnp.zeros((1, 2, 2, 1)).at[0, 0, 0, 0].set(1.0)
+  maps = jnp.stack([jnp.full((1, 2, 2, 1), 0.5),
+                    jnp.full((1, 2, 2, 1), 0.5).at[0, 0, 0, 0].set(0.9).at[0, 0, 1, 0].set(0.2)])
+  # A_1: −log 0.5 at every pixel; A_2: −log 0.9 in the hole, −log 0.8 and twice −log 0.5 at the known.
+  expected = (3 * math.log(2) + 9 * (-math.log(0.9) - math.log(0.8) + 2 * math.log(2)) / 4) / 4 ** (1 / 3)
+  chex.assert_trees_all_close(losses.attention_loss(maps, mask, theta=3.0, form="bce"), expected, rtol=1e-6)
+  # The reason for the form: a hole pixel the map has confidently missed (logit −6, A ≈ 0.0025) gets
+  # about 400× the squared error's gradient on its logit, which A(1 − A) all but cancels.
+  logits = jnp.stack([jnp.zeros((1, 2, 2, 1)), jnp.zeros((1, 2, 2, 1)).at[0, 0, 0, 0].set(-6.0)])
+  grad = {form: jax.grad(lambda z: losses.attention_loss(jax.nn.sigmoid(z), mask, 3.0, form))(logits)
+          for form in ("mse", "bce")}
+  a = jax.nn.sigmoid(-6.0)
+  chex.assert_trees_all_close(grad["bce"][1, 0, 0, 0, 0], 9 * (a - 1) / 4 / 4 ** (1 / 3), rtol=1e-5)
+  chex.assert_trees_all_close(grad["mse"][1, 0, 0, 0, 0], 9 * 2 * (a - 1) * a * (1 - a) / 4 / 4 ** (1 / 3),
+                              rtol=1e-5)
+  assert float(grad["bce"][1, 0, 0, 0, 0] / grad["mse"][1, 0, 0, 0, 0]) > 150
+
+
 def test_multiscale_loss_eq8():
   gt = jnp.full((1, 4, 4, 3), 0.5)
   # A different error at each scale (1/4: 0.5, 1/2: 0.25, full: 0.125 per element): the weights

@@ -443,6 +443,53 @@ def test_attention_downsample_gives_full_size_maps(tiny_config):
   chex.assert_trees_all_close(out["attention_maps"], expected, rtol=1e-5, atol=1e-6)
 
 
+def test_attention_space_to_depth_folds_blocks_in_and_unfolds_maps_out(tiny_config):
+  """With `attention_sampling="space_to_depth"` the module gets each 2×2 block of pixels as one
+  position's 12 channels and its 4 map channels at a position are that block's four pixels."""
+  tiny_config.model.attention_downsample = 2
+  tiny_config.model.attention_sampling = "space_to_depth"
+  generator = build_generator(tiny_config)
+  size, steps = tiny_config.data.image_size, tiny_config.model.attention_steps
+  images = jax.random.uniform(jax.random.key(0), (2, size, size, 3), minval=-1, maxval=1)
+  variables = _init(generator, jax.random.key(1), images)
+  assert variables["params"]["attention"]["step"]["stem"]["kernel"].shape[2] == 4 * 3 + 4
+  out = generator.apply(variables, images)
+  chex.assert_shape(out["attention_maps"], (steps, 2, size, size, 1))
+  m = tiny_config.model
+  module = AttentiveRecurrentModule(num_steps=steps, features=m.attention_features,
+                                    num_resblocks=m.attention_resblocks, nonlocal_kv_pool=m.attention_kv_pool,
+                                    map_channels=4)
+  folded = images.reshape(2, size // 2, 2, size // 2, 2, 3).transpose(0, 1, 3, 2, 4, 5).reshape(
+      2, size // 2, size // 2, 12)
+  small = module.apply({"params": variables["params"]["attention"],
+                        "batch_stats": variables["batch_stats"]["attention"]}, folded)
+  chex.assert_shape(small, (steps, 2, size // 2, size // 2, 4))
+  # Block (i, j)'s channel 2·p + q is pixel (2i + p, 2j + q).
+  for p, q in itertools.product(range(2), range(2)):
+    chex.assert_trees_all_close(out["attention_maps"][:, :, p::2, q::2, 0], small[..., 2 * p + q],
+                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampling", ["average", "space_to_depth"])
+def test_attention_sampling_sees_pixels_inside_a_block_only_when_folded(tiny_config, sampling):
+  """Swapping two pixels inside a 2×2 block is invisible to the average-pooled module (the same maps,
+  bit for bit) and changes the folded module's maps: what lets it see a seam or a fill's grain."""
+  tiny_config.model.attention_downsample = 2
+  tiny_config.model.attention_sampling = sampling
+  generator = build_generator(tiny_config)
+  size = tiny_config.data.image_size
+  images = jax.random.uniform(jax.random.key(0), (1, size, size, 3), minval=-1, maxval=1)
+  swapped = images.at[0, 4, 4].set(images[0, 5, 5]).at[0, 5, 5].set(images[0, 4, 4])
+  variables = _init(generator, jax.random.key(1), images)
+  maps = generator.apply(variables, images)["attention_maps"]
+  maps_swapped = generator.apply(variables, swapped)["attention_maps"]
+  difference = float(jnp.max(jnp.abs(maps - maps_swapped)))
+  if sampling == "average":
+    assert difference == 0.0
+  else:
+    assert difference > 1e-4
+
+
 @pytest.mark.parametrize("mode", ["bilinear", "resize_conv", "transpose"])
 def test_upsample_modes(mode):
   from faceinpaint_jax.models.completion import Upsample2x

@@ -24,6 +24,7 @@ def build_generator(config) -> Generator:
       dilation_rates=tuple(m.dilation_rates), use_skips=m.use_skips, upsample=m.upsample,
       nonlocal_impl=m.nonlocal_impl, nonlocal_chunk=m.nonlocal_chunk,
       attention_kv_pool=m.attention_kv_pool, attention_downsample=m.get("attention_downsample", 1),
+      attention_sampling=m.get("attention_sampling", "average"),
       attentive=m.get("attentive", True),
       use_non_local=m.get("non_local", True), norm=m.get("norm", "batch"), dtype=compute_dtype(config))
 

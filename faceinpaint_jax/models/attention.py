@@ -24,6 +24,9 @@ class AttentiveStep(nn.Module):
   nonlocal_kv_pool: int = 1
   use_non_local: bool = True
   norm: str = "batch"
+  # Channels of one position's attention: 1, or f² when the image arrives folded f×f into channels
+  # (each position then predicts its f×f block of the full-size map).
+  map_channels: int = 1
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -37,7 +40,7 @@ class AttentiveStep(nn.Module):
       x = NonLocalBlock(impl=self.nonlocal_impl, chunk_size=self.nonlocal_chunk,
                         kv_pool=self.nonlocal_kv_pool, dtype=self.dtype, name="non_local")(x)
     lstm_carry, h = ConvLSTMCell(self.features, dtype=self.dtype, name="convlstm")(lstm_carry, x)
-    logits = nn.Conv(1, (3, 3), padding="SAME", dtype=self.dtype, name="to_attention")(h)
+    logits = nn.Conv(self.map_channels, (3, 3), padding="SAME", dtype=self.dtype, name="to_attention")(h)
     # Attention maps stay float32 whatever the compute dtype: they feed a loss and a threshold.
     attention = nn.sigmoid(logits.astype(jnp.float32))
     return (lstm_carry, attention), attention
@@ -47,7 +50,7 @@ class AttentiveRecurrentModule(nn.Module):
   """N steps of `AttentiveStep` with shared parameters, run by `nn.scan` and fully unrolled.
 
   Unrolling matters on CPU: with `unroll=1` the ConvLSTM backward pass was ~20× slower.
-  Returns attention maps stacked as (N, B, H, W, 1).
+  Returns attention maps stacked as (N, B, H, W, map_channels).
   """
   num_steps: int = 3
   features: int = 32
@@ -57,6 +60,7 @@ class AttentiveRecurrentModule(nn.Module):
   nonlocal_kv_pool: int = 1
   use_non_local: bool = True
   norm: str = "batch"
+  map_channels: int = 1
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -77,9 +81,9 @@ class AttentiveRecurrentModule(nn.Module):
     step = scanned(features=self.features, num_resblocks=self.num_resblocks,
                    nonlocal_impl=self.nonlocal_impl, nonlocal_chunk=self.nonlocal_chunk,
                    nonlocal_kv_pool=self.nonlocal_kv_pool, use_non_local=self.use_non_local,
-                   norm=self.norm, dtype=self.dtype, name="step")
+                   norm=self.norm, map_channels=self.map_channels, dtype=self.dtype, name="step")
     lstm_carry = ConvLSTMCell.initial_carry((batch, height, width), self.features)
-    initial_attention = jnp.full((batch, height, width, 1), INITIAL_ATTENTION, jnp.float32)
+    initial_attention = jnp.full((batch, height, width, self.map_channels), INITIAL_ATTENTION, jnp.float32)
     _, attention_maps = step((lstm_carry, initial_attention), damaged, train)
-    chex.assert_shape(attention_maps, (self.num_steps, batch, height, width, 1))
+    chex.assert_shape(attention_maps, (self.num_steps, batch, height, width, self.map_channels))
     return attention_maps

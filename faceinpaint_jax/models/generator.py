@@ -3,6 +3,7 @@
 from typing import Any, Sequence
 
 import chex
+import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -37,9 +38,15 @@ class Generator(nn.Module):
   nonlocal_impl: str = "einsum"
   nonlocal_chunk: int = 128
   attention_kv_pool: int = 1
-  # The attentive module sees the image average-pooled by this factor and its maps are resized back
-  # (bilinear) to the image size; 1 (the paper) runs it at full resolution.
+  # The attentive module runs at the image size divided by this factor; 1 (the paper) runs it at full
+  # resolution. `attention_sampling` says how the image gets there and its maps get back:
+  #   "average": the image average-pooled, the maps resized back bilinearly;
+  #   "space_to_depth": each f×f block of pixels folded into one position's channels, and each position
+  #   predicting its block of the full-size map. The module then sees every pixel — a pasted patch's
+  #   seam, a noise fill's grain, a solid fill's exact edge, all of which pooling blurs away — and draws
+  #   the hole's edge at full resolution, for the cost of a wider first and last conv.
   attention_downsample: int = 1
+  attention_sampling: str = "average"
   attentive: bool = True
   use_non_local: bool = True
   norm: str = "batch"
@@ -53,15 +60,25 @@ class Generator(nn.Module):
     outputs = {}
     if self.attentive:
       f = self.attention_downsample
-      seen = x if f == 1 else nn.avg_pool(x, (f, f), strides=(f, f))
+      folded = f > 1 and self.attention_sampling == "space_to_depth"
+      if f == 1:
+        seen = x
+      elif folded:
+        seen = einops.rearrange(x, "b (h p) (w q) c -> b h w (p q c)", p=f, q=f)
+      else:
+        seen = nn.avg_pool(x, (f, f), strides=(f, f))
       attention_maps = AttentiveRecurrentModule(
           num_steps=self.attention_steps, features=self.attention_features,
           num_resblocks=self.attention_resblocks, nonlocal_impl=self.nonlocal_impl,
           nonlocal_chunk=self.nonlocal_chunk, nonlocal_kv_pool=self.attention_kv_pool,
-          use_non_local=self.use_non_local, norm=self.norm, dtype=self.dtype, name="attention")(seen, train)
-      if f > 1:
+          use_non_local=self.use_non_local, norm=self.norm, map_channels=f * f if folded else 1,
+          dtype=self.dtype, name="attention")(seen, train)
+      if folded:
+        attention_maps = einops.rearrange(attention_maps, "n b h w (p q) -> n b (h p) (w q) 1", p=f, q=f)
+      elif f > 1:
         attention_maps = jax.image.resize(attention_maps, (*attention_maps.shape[:2], *x.shape[1:3], 1),
                                           method="bilinear")
+      chex.assert_shape(attention_maps, (self.attention_steps, *x.shape[:3], 1))
       outputs["attention_maps"] = attention_maps
       hole_estimate = attention_maps[-1]
     else:

@@ -22,11 +22,29 @@ def hole_mse(completion, ground_truth, hole_mask):
   return jnp.sum(mask * squared) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def attention_loss(attention_maps, hole_mask, theta: float = 3.0):
-  """Eq. 6: Σ_t θ^t · mse(A_t, M) / ∛(HW), t = 1…N; later maps weigh more."""
+ATTENTION_FORMS = ("mse", "bce")
+_BCE_EPS = 1e-6
+
+
+def attention_loss(attention_maps, hole_mask, theta: float = 3.0, form: str = "mse"):
+  """Eq. 6: Σ_t θ^t · mse(A_t, M) / ∛(HW), t = 1…N; later maps weigh more.
+
+  `form="bce"` puts the per-pixel binary cross-entropy in place of the squared error. A sigmoid map
+  under squared error learns slowly exactly where it is confidently wrong (the gradient carries a factor
+  A(1 − A)), which is where damage that looks like a face — a pasted patch — sits; cross-entropy keeps
+  that gradient at A − M."""
   chex.assert_rank(attention_maps, 5)
   num_steps, _, height, width, _ = attention_maps.shape
-  per_step = jnp.mean(jnp.square(attention_maps.astype(jnp.float32) - hole_mask[None]), axis=(1, 2, 3, 4))
+  maps = attention_maps.astype(jnp.float32)
+  target = hole_mask[None].astype(jnp.float32)
+  if form == "mse":
+    per_pixel = jnp.square(maps - target)
+  elif form == "bce":
+    maps = jnp.clip(maps, _BCE_EPS, 1.0 - _BCE_EPS)
+    per_pixel = -(target * jnp.log(maps) + (1.0 - target) * jnp.log1p(-maps))
+  else:
+    raise ValueError(f"unknown attention loss form {form!r}; choose one of {ATTENTION_FORMS}")
+  per_step = jnp.mean(per_pixel, axis=(1, 2, 3, 4))
   weights = theta ** jnp.arange(1, num_steps + 1, dtype=jnp.float32)
   return jnp.sum(weights * per_step) / (height * width) ** (1.0 / 3.0)
 

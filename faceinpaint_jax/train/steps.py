@@ -110,7 +110,8 @@ class Steps:
     loss = self.config.loss
     terms = {"mse": losses.hole_mse(outputs["completion"], batch["image"], batch["hole_mask"])}
     if "attention_maps" in outputs:
-      terms["attention"] = losses.attention_loss(outputs["attention_maps"], batch["hole_mask"], loss.theta)
+      terms["attention"] = losses.attention_loss(outputs["attention_maps"], batch["hole_mask"], loss.theta,
+                                                 loss.get("attention_form", "mse"))
     if stage2:
       terms["multiscale"] = losses.multiscale_loss(outputs["multiscale"], batch["image"],
                                                    loss.multiscale_lambda)
