@@ -4,7 +4,8 @@ damage by its content rather than its colour.
 
   python launch.py --config configs/quickstart_blind.py --workdir runs/quickstart_blind
 
-Same budget and recipe as configs/quickstart.py (about 13 minutes on 2 CPU cores); evaluate it with
+The quickstart's recipe and 2,800 steps, with a wider attentive module trained by cross-entropy
+(below; about 15 minutes on 2 CPU cores); evaluate it with
 `python -m faceinpaint_jax.evaluate --workdir runs/quickstart_blind --blind`.
 """
 
@@ -16,4 +17,14 @@ from faceinpaint_jax.config import load_config_file
 def get_config():
   config = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "quickstart.py"))
   config.data.hole_fill = "mixture"
+  # Finding damage by content needs more of the attentive module than finding white: 16 channels instead
+  # of 8, and Eq. 6 as per-pixel cross-entropy, whose gradient stays strong on damage the map has
+  # confidently missed (under squared error it vanishes there). The clip keeps the wider module from the
+  # collapse it fell into once without it (attention IoU 0.08). Measured against the quickstart's module
+  # at the same 10-minute budget (docs/REAL_PHOTOS.md): blind-mask IoU on mean / colour / noise fills
+  # 0.834 / 0.868 / 0.911 → 0.932 / 0.972 / 0.946, and blind completions within 0.14 dB of the
+  # true mask's on every fill but pasted patches.
+  config.model.attention_features = 16
+  config.loss.attention_form = "bce"
+  config.train.grad_clip_norm = 1.0
   return config
