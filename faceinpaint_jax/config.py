@@ -56,6 +56,9 @@ def base_config() -> ml_collections.ConfigDict:
       # "patch" (another training image's pixels) | "mixture" (one of those five per example), so the
       # attentive module has to find damage by its content, not its colour.
       hole_fill="white",
+      # The mixture's relative share of each fill, in the order white, mean, color, noise, patch;
+      # empty: uniform.
+      hole_fill_weights=(),
       random_flip=True,
       folder_test_fraction=0.05,  # folder sources without list_eval_partition.txt
       folder_validation_fraction=0.05,
@@ -145,6 +148,10 @@ def validate(config) -> None:
       raise ConfigError(f"model.{name}={getattr(m, name)!r} must be True or False")
   _choice("data.mask_kind", d.mask_kind, ("rectangle", "free_form"))
   _choice("data.hole_fill", d.hole_fill, ("white", "mean", "color", "noise", "patch", "mixture"))
+  weights = tuple(d.get("hole_fill_weights", ()))
+  if weights and (len(weights) != 5 or min(weights) < 0 or sum(weights) <= 0):
+    raise ConfigError(f"data.hole_fill_weights={weights!r} needs five shares >= 0 (white, mean, color, noise, "
+                      "patch), not all zero; or () for uniform")
   _choice("train.schedule", t.schedule, ("constant", "cosine"))
   for name in ("attention_steps", "attention_features", "attention_resblocks", "completion_width",
                "nonlocal_chunk", "attention_kv_pool", "attention_downsample", "disc_dense_features"):

@@ -149,6 +149,11 @@ def test_every_fill_changes_only_the_hole_and_each_has_its_content():
   picks = [masks_lib.choose_fill("mixture", np.random.default_rng(i)) for i in range(500)]
   counts = [picks.count(f) for f in masks_lib.HOLE_FILLS]
   assert min(counts) > 70, counts
+  # data.hole_fill_weights sets each kind's share: patch four times as often as each other, white never.
+  picks = [masks_lib.choose_fill("mixture", np.random.default_rng(i), (0, 1, 1, 1, 4)) for i in range(1400)]
+  counts = dict(zip(masks_lib.HOLE_FILLS, (picks.count(f) for f in masks_lib.HOLE_FILLS)))
+  assert counts["white"] == 0 and 700 < counts["patch"] < 900, counts
+  assert all(150 < counts[f] < 250 for f in ("mean", "color", "noise")), counts
 
 
 def test_pipeline_fills_are_seeded_per_example_and_patches_come_from_other_images():

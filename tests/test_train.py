@@ -410,6 +410,13 @@ def test_unknown_config_key_is_one_plain_line():
   assert result.stderr == 'error: unknown config key in an override: stepz Did you mean "steps" instead of "stepz"?\n'
 
 
+def test_hole_fill_weights_of_the_wrong_length_are_one_plain_line():
+  result = subprocess.run([sys.executable, "launch.py", "--config", TINY, "--workdir", "/nonexistent/run",
+                           "--config.data.hole_fill_weights=(1,1,3)"], capture_output=True, text=True, cwd=REPO)
+  assert result.returncode == 2
+  assert result.stderr.count("\n") == 1 and "data.hole_fill_weights=(1, 1, 3) needs five shares" in result.stderr
+
+
 def test_r1_penalty_is_the_squared_input_gradient_of_each_discriminator(tiny_config):
   """loss.r1: each discriminator's R1 term is the batch mean of ‖∇ logit‖² with respect to its own
   input (checked against finite differences along the gradient), added as γ/2 to its loss."""

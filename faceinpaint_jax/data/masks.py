@@ -96,11 +96,15 @@ HOLE_FILLS = ("white", "mean", "color", "noise", "patch")
 HOLE_FILL_CHOICES = HOLE_FILLS + ("mixture",)
 
 
-def choose_fill(fill: str, rng: np.random.Generator | None) -> str:
-  """The fill one example gets: `fill` itself, or for "mixture" one of HOLE_FILLS, uniformly."""
+def choose_fill(fill: str, rng: np.random.Generator | None, weights=()) -> str:
+  """The fill one example gets: `fill` itself, or for "mixture" one of HOLE_FILLS, drawn with `weights`
+  (one per HOLE_FILLS entry, relative; empty: uniformly)."""
   if fill != "mixture":
     return fill
-  return HOLE_FILLS[int(rng.integers(len(HOLE_FILLS)))]
+  if not len(weights):  # the uniform draw keeps the batches of runs made before weights existed
+    return HOLE_FILLS[int(rng.integers(len(HOLE_FILLS)))]
+  weights = np.asarray(weights, np.float64)
+  return HOLE_FILLS[int(rng.choice(len(HOLE_FILLS), p=weights / weights.sum()))]
 
 
 def damage_given_hole(image: np.ndarray, hole_mask: np.ndarray, hole_fill: str) -> np.ndarray:

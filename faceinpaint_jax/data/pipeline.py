@@ -132,7 +132,8 @@ class InputPipeline:
                fill: str | None = None) -> dict[str, np.ndarray]:
     image = to_model_range(rgb)
     # White and mean fills draw nothing from `rng`, so runs with them keep their exact batches.
-    fill = masks_lib.choose_fill(fill or self.data_config.hole_fill, rng)
+    fill = masks_lib.choose_fill(fill or self.data_config.hole_fill, rng,
+                                 self.data_config.get("hole_fill_weights", ()))
     donor = None
     if fill == "patch":  # another image of the split, drawn from this example's generator ...
       other = (index + 1 + int(rng.integers(max(len(self.split) - 1, 1)))) % len(self.split)
