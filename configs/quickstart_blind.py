@@ -27,4 +27,8 @@ def get_config():
   config.model.attention_features = 16
   config.loss.attention_form = "bce"
   config.train.grad_clip_norm = 1.0
+  # Pasted patches are the hardest damage to find (they look like a face's own pixels): three times the
+  # share of each other fill. At 10 CPU-minutes this took their blind-mask IoU from 0.555 to 0.688 and
+  # cost the solid fills a little (mean 0.933 → 0.903, random colour 0.977 → 0.920; docs/REAL_PHOTOS.md).
+  config.data.hole_fill_weights = (1, 1, 1, 1, 3)
   return config
