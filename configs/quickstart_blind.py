@@ -5,7 +5,7 @@ damage by its content rather than its colour.
   python launch.py --config configs/quickstart_blind.py --workdir runs/quickstart_blind
 
 The quickstart's recipe and 2,800 steps, with a wider attentive module trained by cross-entropy
-(below; about 13 minutes on 2 CPU cores); evaluate it with
+(below; about 14 minutes on 2 CPU cores); evaluate it with
 `python -m faceinpaint_jax.evaluate --workdir runs/quickstart_blind --blind`.
 """
 
