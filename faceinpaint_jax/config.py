@@ -147,11 +147,12 @@ def validate(config) -> None:
     if not isinstance(getattr(m, name), bool):
       raise ConfigError(f"model.{name}={getattr(m, name)!r} must be True or False")
   _choice("data.mask_kind", d.mask_kind, ("rectangle", "free_form"))
-  _choice("data.hole_fill", d.hole_fill, ("white", "mean", "color", "noise", "patch", "mixture"))
+  from faceinpaint_jax.data.masks import HOLE_FILL_CHOICES, HOLE_FILLS  # the one list of fills
+  _choice("data.hole_fill", d.hole_fill, HOLE_FILL_CHOICES)
   weights = tuple(d.get("hole_fill_weights", ()))
-  if weights and (len(weights) != 5 or min(weights) < 0 or sum(weights) <= 0):
-    raise ConfigError(f"data.hole_fill_weights={weights!r} needs five shares >= 0 (white, mean, color, noise, "
-                      "patch), not all zero; or () for uniform")
+  if weights and (len(weights) != len(HOLE_FILLS) or min(weights) < 0 or sum(weights) <= 0):
+    raise ConfigError(f"data.hole_fill_weights={weights!r} needs five shares >= 0 "
+                      f"({', '.join(HOLE_FILLS)}), not all zero; or () for uniform")
   _choice("train.schedule", t.schedule, ("constant", "cosine"))
   for name in ("attention_steps", "attention_features", "attention_resblocks", "completion_width",
                "nonlocal_chunk", "attention_kv_pool", "attention_downsample", "disc_dense_features"):
