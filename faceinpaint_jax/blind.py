@@ -32,7 +32,8 @@ class BlindMaskSettings:
   closing: int = 1  # radius of the closing (px at the model's size); 0 = none
   dilation: int = 0  # radius the mask grows by afterwards; 0 = none
   min_area: float = 0.004  # components smaller than this fraction of the image are dropped
-  # A found region of one flat colour grows into the connected pixels of that colour, up to
+  # A found region with a flat-colour core (a white or solid fill, even where the region also spreads
+  # onto the face beside it) grows from that core into the connected pixels of its colour, up to
   # FLAT_GROWTH model pixels (grow_into_flat_fill): in inpaint at the photo's resolution, in
   # evaluate --blind at the model's.
   grow_flat: bool = True
@@ -134,9 +135,10 @@ def refine_on_photo(mask: np.ndarray, photo: np.ndarray, radius: int, eps: float
 
 
 def _grow_regions(mask: np.ndarray, max_growth: int, candidates) -> np.ndarray:
-  """Each connected region of `mask` for which `candidates(box, component)` gives a (box-shaped) map of
-  pixels like its own, extended into the connected pixels of that map up to `max_growth` px beyond it;
-  regions it gives None for are left as found."""
+  """Each connected region of `mask` for which `candidates(box, component)` gives (seed, similar), two
+  box-shaped maps (the part of the region to grow from, and the pixels like it), extended from its seed
+  into the connected pixels of `similar` up to `max_growth` px beyond the seed; regions it gives None for
+  are left as found."""
   if not mask.any() or max_growth <= 0:
     return mask
   labels, _ = ndimage.label(mask)
@@ -145,30 +147,40 @@ def _grow_regions(mask: np.ndarray, max_growth: int, candidates) -> np.ndarray:
     pad = max_growth + 1
     box = tuple(slice(max(r.start - pad, 0), r.stop + pad) for r in region)
     component = labels[box] == k
-    similar = candidates(box, component)
-    if similar is None:
+    found = candidates(box, component)
+    if found is None:
       continue
-    reach = ndimage.binary_dilation(component, iterations=max_growth)
-    near, _ = ndimage.label(component | (similar & reach))
-    keep = np.unique(near[component])
+    seed, similar = found
+    reach = ndimage.binary_dilation(seed, iterations=max_growth)
+    near, _ = ndimage.label(seed | (similar & reach))
+    keep = np.unique(near[seed])
     grown[box] |= np.isin(near, keep[keep > 0])
   return grown
 
 
 def grow_into_flat_fill(mask: np.ndarray, photo: np.ndarray, max_growth: int, spread: float = 8.0,
-                        tolerance: float = 24.0) -> np.ndarray:
-  """Each found region that is one flat colour (white, a solid fill: its pixels' spread below `spread`
-  levels) extended into the connected pixels of that colour (within `tolerance` levels), at most
-  `max_growth` pixels beyond it: the corners and edges a soft detection misses. Textured regions (noise,
-  pasted content, a false detection on background) are left as found."""
+                        tolerance: float = 24.0, min_share: float = 0.1) -> np.ndarray:
+  """Each found region whose flat core (its pixels within `spread` levels of its commonest colour) is one
+  flat colour (white, a solid fill: the core's own spread below a quarter of `spread`), at least
+  `min_share` of the region and at least `max_growth`² px, extended from that core into the connected
+  pixels of its colour (within `tolerance` levels), at most `max_growth` pixels beyond it: the corners and
+  edges a soft detection misses. The core, not the whole region, because a detection that also spreads
+  onto the face beside a hole is not flat as a whole and would leave the hole's corners behind. Textured
+  regions (noise, pasted content, a false detection on skin or background) and specks are left as found."""
   pixels = np.asarray(photo, np.float64)
 
   def candidates(box, component):
     inside = pixels[box][component]
-    center = np.median(inside, axis=0)
-    if np.median(np.abs(inside - center)) * 1.4826 > spread:
+    levels, counts = np.unique(np.round(inside / 4.0), axis=0, return_counts=True)
+    commonest = levels[counts.argmax()] * 4.0
+    core = component & (np.abs(pixels[box] - commonest).max(axis=-1) <= spread)
+    area = int(core.sum())
+    if area < max(min_share * component.sum(), max_growth ** 2):
       return None
-    return np.abs(pixels[box] - center).max(axis=-1) <= tolerance
+    center = np.median(pixels[box][core], axis=0)
+    if np.median(np.abs(pixels[box][core] - center)) * 1.4826 > spread / 4.0:
+      return None
+    return core, np.abs(pixels[box] - center).max(axis=-1) <= tolerance
 
   return _grow_regions(mask, max_growth, candidates)
 
@@ -198,7 +210,7 @@ def grow_into_noise_fill(mask: np.ndarray, photo: np.ndarray, max_growth: int, l
   def candidates(box, component):
     if np.median(apart[box][component]) <= level:
       return None
-    return apart[box] > tolerance
+    return component, apart[box] > tolerance
 
   grown = _grow_regions(mask, max_growth, candidates)
   if grown is mask or not (grown & ~mask).any():

@@ -74,6 +74,32 @@ def test_on_a_photo_the_found_region_snaps_to_the_damage_and_a_flat_fill_is_take
   np.testing.assert_array_equal(grow_into_flat_fill(plain, noisy, max_growth=15), plain)
 
 
+
+def test_a_detection_that_spreads_onto_the_face_still_takes_the_white_fill_whole_and_specks_stay():
+  """Mask-free on a real photo: the found region covers most of a white hole but also spreads onto the
+  skin beside it (not flat as a whole), and leaves one corner of the hole white; the corner is taken from
+  the region's flat core. A speck found on smooth skin is not grown into the skin around it."""
+  from scipy import ndimage
+
+  from faceinpaint_jax.blind import grow_into_flat_fill
+  rng = np.random.default_rng(3)
+  # Textured like skin in a photo: 8 levels per channel (a cheek in the portraits: 11–17).
+  skin = np.clip(ndimage.gaussian_filter(170 + 45 * rng.standard_normal((200, 200, 3)), (1.5, 1.5, 0)), 0, 255)
+  photo = skin.round()
+  hole = np.zeros((200, 200), bool)
+  hole[60:120, 60:120] = True
+  photo[hole] = 255
+  found = hole.copy()
+  found[60:75, 105:120] = False  # a rounded corner missed
+  found[40:170, 10:170] |= ~hole[40:170, 10:170]  # spread onto the skin all round the hole
+  assert (found & ~hole).sum() > 4 * (found & hole).sum()  # as on real photos: the hole 10–20 % of it
+  grown = grow_into_flat_fill(found, photo, max_growth=20)
+  assert not (hole & ~grown).any()
+  assert (grown & ~found & ~hole).sum() == 0  # nothing beyond the hole added
+  speck = np.zeros((200, 200), bool)
+  speck[180:182, 30:32] = True
+  np.testing.assert_array_equal(grow_into_flat_fill(speck, photo, max_growth=20), speck)
+
 def test_at_the_model_size_a_found_flat_fill_is_taken_whole_as_inpaint_does():
   """evaluate --blind scores the mask mask-free inpaint would use: a soft, corner-less A_N over a
   mean-colour fill leaves the fill's corners uncovered until the found region grows over the fill."""
