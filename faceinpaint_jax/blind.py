@@ -137,7 +137,8 @@ def refine_on_photo(mask: np.ndarray, photo: np.ndarray, radius: int, eps: float
 def _grow_regions(mask: np.ndarray, max_growth: int, candidates) -> np.ndarray:
   """Each connected region of `mask` for which `candidates(box, component)` gives (seed, similar), two
   box-shaped maps (the part of the region to grow from, and the pixels like it), extended from its seed
-  into the connected pixels of `similar` up to `max_growth` px beyond the seed; regions it gives None for
+  into the connected pixels of `similar` up to `max_growth` px beyond the seed (diagonals counted as one
+  step, so a rounded corner is reached as deep as an edge); regions it gives None for
   are left as found."""
   if not mask.any() or max_growth <= 0:
     return mask
@@ -151,7 +152,7 @@ def _grow_regions(mask: np.ndarray, max_growth: int, candidates) -> np.ndarray:
     if found is None:
       continue
     seed, similar = found
-    reach = ndimage.binary_dilation(seed, iterations=max_growth)
+    reach = ndimage.binary_dilation(seed, structure=np.ones((3, 3), bool), iterations=max_growth)
     near, _ = ndimage.label(seed | (similar & reach))
     keep = np.unique(near[seed])
     grown[box] |= np.isin(near, keep[keep > 0])

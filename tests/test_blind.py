@@ -100,6 +100,21 @@ def test_a_detection_that_spreads_onto_the_face_still_takes_the_white_fill_whole
   speck[180:182, 30:32] = True
   np.testing.assert_array_equal(grow_into_flat_fill(speck, photo, max_growth=20), speck)
 
+
+def test_a_rounded_corner_as_deep_as_the_reach_is_taken_whole():
+  """The growth reaches `max_growth` px in every direction, diagonals included: a corner rounded off
+  by 3 px along both edges (the held-out face where one white pixel was left) is covered at reach 3."""
+  from faceinpaint_jax.blind import grow_into_flat_fill
+  rng = np.random.default_rng(4)
+  photo = rng.integers(60, 200, (40, 40, 3)).astype(np.float64)
+  hole = np.zeros((40, 40), bool)
+  hole[10:30, 10:30] = True
+  photo[hole] = 255
+  rows, cols = np.mgrid[:40, :40]
+  found = hole & ((rows - 10) + (cols - 10) >= 5)  # the corner's 15 px missed
+  grown = grow_into_flat_fill(found, photo, max_growth=3)
+  assert not (hole & ~grown).any() and not (grown & ~hole).any()
+
 def test_at_the_model_size_a_found_flat_fill_is_taken_whole_as_inpaint_does():
   """evaluate --blind scores the mask mask-free inpaint would use: a soft, corner-less A_N over a
   mean-colour fill leaves the fill's corners uncovered until the found region grows over the fill."""
