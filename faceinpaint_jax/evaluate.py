@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import pathlib
@@ -283,12 +284,17 @@ def evaluate(workdir, data, protocol, num, out, mask_dir=None, batch_size=16, se
   return report
 
 
+BLIND_PROTOCOLS = ("center", "growing")
+
+
 def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test", step=None, cache_dir="",
-                   settings=None) -> dict:
-  """Mask-free evaluation on the `center` protocol: for each hole fill (faceinpaint_jax.data.masks.HOLE_FILLS)
-  the blind mask's IoU with the true hole, the share of the hole it leaves uncovered, and hole / whole
-  PSNR of the completions composed with the blind mask (what mask-free `inpaint` gives) against those
-  composed with the true mask. `settings`: blind-mask settings to compare (default: the defaults)."""
+                   settings=None, protocol="center") -> dict:
+  """Mask-free evaluation: for each hole fill (faceinpaint_jax.data.masks.HOLE_FILLS) the blind mask's
+  IoU with the true hole, the share of the hole it leaves uncovered, and hole / whole PSNR of the
+  completions composed with the blind mask (what mask-free `inpaint` gives) against those composed with
+  the true mask; on the `center` protocol, or on `growing` (each of its centred hole sizes in turn:
+  how small a hole the model still finds). `settings`: blind-mask settings to compare (default: the
+  defaults)."""
   import jax
   import jax.numpy as jnp
 
@@ -301,6 +307,8 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
   from faceinpaint_jax.models import build_generator, compose
   from faceinpaint_jax.visualize import image_grid, save_png
 
+  if protocol not in BLIND_PROTOCOLS:
+    raise UserError(f"--blind evaluates the {' or '.join(BLIND_PROTOCOLS)} protocol, not {protocol!r}")
   try:
     config, g_vars, step = load_generator(workdir, step)
   except (FileNotFoundError, CheckpointCorrupt) as e:
@@ -313,6 +321,7 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
   config.train.batch_size = batch_size
   config.train.seed = seed
   settings = list(settings or [BlindMaskSettings()])
+  sides = hole_settings(protocol, None)
   pipeline = InputPipeline(config, split=split, training=False, protocol="center", process_index=0,
                            process_count=1)
   chosen = select_images(len(pipeline), num, seed)
@@ -320,11 +329,11 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
   predict = jax.jit(lambda v, x, m: generator.apply(v, x, m, train=False))
   psnr = jax.jit(lambda a, b, m: (metrics.psnr(a, b, m), metrics.psnr(a, b)))
   keys = ("iou", "uncovered", "psnr_hole", "psnr", "psnr_hole_true_mask", "psnr_true_mask")
-  rows = {f: [{k: [] for k in keys} for _ in settings] for f in HOLE_FILLS}
+  rows = {name: {f: [{k: [] for k in keys} for _ in settings] for f in HOLE_FILLS} for name, _ in sides}
   grid = []
-  for fill in HOLE_FILLS:
+  for (name, side), fill in itertools.product(sides, HOLE_FILLS):
     for start in range(0, len(chosen), batch_size):
-      batch = pipeline.evaluation_batch(chosen[start:start + batch_size], fill=fill)
+      batch = pipeline.evaluation_batch(chosen[start:start + batch_size], side, fill)
       hole = batch["hole_mask"]
       outputs = predict(g_vars, jnp.asarray(batch["damaged"]), jnp.asarray(hole))
       attention = np.asarray(outputs["attention_maps"][-1])
@@ -337,7 +346,7 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
         with_blind = to_uint8(np.asarray(compose(outputs["completion"], batch["damaged"], found))) / 255
         blind_hole, blind_whole = (np.asarray(v) for v in psnr(with_blind.astype(np.float32), truth, hole))
         inside = hole > 0.5
-        row = rows[fill][k]
+        row = rows[name][fill][k]
         row["iou"] += ((found & inside).sum(axis=(1, 2, 3)) / np.maximum((found | inside).sum(axis=(1, 2, 3)), 1)).tolist()
         row["uncovered"] += ((inside & ~found).sum(axis=(1, 2, 3)) / inside.sum(axis=(1, 2, 3))).tolist()
         row["psnr_hole"] += blind_hole.tolist()
@@ -345,7 +354,7 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
         row["psnr_hole_true_mask"] += true_hole.tolist()
         row["psnr_true_mask"] += true_whole.tolist()
         if k == 0 and start == 0:
-          for j in range(min(2, len(hole))):
+          for j in range(min(2 if len(sides) == 1 else 1, len(hole))):
             grid.append([batch["damaged"][j], np.repeat(found[j] * 2.0 - 1, 3, axis=-1), with_blind[j] * 2 - 1,
                          with_true[j] * 2 - 1, truth[j] * 2 - 1])
   pipeline.close()
@@ -354,12 +363,19 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
   save_png(image_grid(grid), out / "blind_grid.png")
   report = {
       "workdir": os.path.abspath(workdir), "checkpoint_step": step, "data": data, "split": split,
-      "protocol": "center", "num_images": len(chosen), "image_size": int(config.data.image_size),
+      "protocol": protocol, "num_images": len(chosen), "image_size": int(config.data.image_size),
       "trained_hole_fill": config.data.hole_fill,
       "settings": [dataclasses.asdict(s) for s in settings],
-      "by_fill": {f: [{k: float(np.mean(v)) for k, v in r.items()} for r in rows[f]] for f in HOLE_FILLS},
-      "columns": "blind_grid.png columns: damaged, blind mask, completed with it, with the true mask, truth",
   }
+  by_fill = {name: {f: [{k: float(np.mean(v)) for k, v in r.items()} for r in rows[name][f]] for f in HOLE_FILLS}
+             for name, _ in sides}
+  if protocol == "growing":
+    report["by_hole_size"] = by_fill
+  else:
+    report["by_fill"] = by_fill[protocol]
+  report.update({
+      "columns": "blind_grid.png columns: damaged, blind mask, completed with it, with the true mask, truth",
+  })
   (out / "report.json").write_text(json.dumps(report, indent=2))
   (out / "report.md").write_text(blind_markdown(report))
   return report
@@ -367,26 +383,35 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
 
 def blind_markdown(report: dict) -> str:
   from faceinpaint_jax.blind import FLAT_GROWTH
-  lines = [f"# Blind (mask-free) evaluation: center protocol, {report['num_images']} images ({report['data']}, "
+  from faceinpaint_jax.data.masks import scaled
+  protocol = report.get("protocol", "center")
+  lines = [f"# Blind (mask-free) evaluation: {protocol} protocol, {report['num_images']} images ({report['data']}, "
            f"{report['split']}), {report['image_size']}×{report['image_size']}", "",
            f"Checkpoint step {report['checkpoint_step']}, trained with hole fill `{report['trained_hole_fill']}`. "
            "For each fill the model finds the hole itself; its blind mask (A_N → guided filter, threshold, "
            "closing, dilation, small components dropped, flat-colour and noise regions grown: what mask-free "
            "`inpaint` does) is compared with the true hole, and the completion composed with it with the "
            "completion composed with the true hole.", ""]
+  if "by_hole_size" in report:
+    tables = [(f"Hole {side}×{side} at 128×128 ({scaled(int(side), report['image_size'])} px here)", by_fill)
+              for side, by_fill in report["by_hole_size"].items()]
+  else:
+    tables = [("", report["by_fill"])]
   for k, setting in enumerate(report["settings"]):
     grown = [kind for kind, key in (("flat-colour", "grow_flat"), ("noise", "grow_noise")) if setting.get(key)]
     grow = f", {' and '.join(grown)} regions grown by up to {FLAT_GROWTH} px" if grown else ""
     lines += [f"Blind mask: guided filter radius {setting.get('guided_radius', 0)} px, threshold "
               f"{setting['threshold']}, closing {setting['closing']} px, dilation {setting['dilation']} px, "
-              f"components below {setting['min_area']:.1%} of the image dropped{grow}.", "",
-              "| fill | IoU | hole left uncovered | hole PSNR (blind mask) | hole PSNR (true mask) | "
-              "PSNR (blind) | PSNR (true) |", "|---|---|---|---|---|---|---|"]
-    for fill, rows in report["by_fill"].items():
-      r = rows[k]
-      lines.append(f"| {fill} | {r['iou']:.3f} | {r['uncovered']:.2%} | {r['psnr_hole']:.2f} | "
-                   f"{r['psnr_hole_true_mask']:.2f} | {r['psnr']:.2f} | {r['psnr_true_mask']:.2f} |")
-    lines.append("")
+              f"components below {setting['min_area']:.1%} of the image dropped{grow}.", ""]
+    for title, by_fill in tables:
+      lines += ([f"### {title}", ""] if title else []) + [
+          "| fill | IoU | hole left uncovered | hole PSNR (blind mask) | hole PSNR (true mask) | "
+          "PSNR (blind) | PSNR (true) |", "|---|---|---|---|---|---|---|"]
+      for fill, rows in by_fill.items():
+        r = rows[k]
+        lines.append(f"| {fill} | {r['iou']:.3f} | {r['uncovered']:.2%} | {r['psnr_hole']:.2f} | "
+                     f"{r['psnr_hole_true_mask']:.2f} | {r['psnr']:.2f} | {r['psnr_true_mask']:.2f} |")
+      lines.append("")
   lines += ["![blind completions](blind_grid.png)", "", report["columns"]]
   return "\n".join(lines) + "\n"
 
@@ -499,7 +524,7 @@ def main(argv=None) -> int:
   try:
     if args.blind:
       evaluate_blind(args.workdir, args.data, args.num, args.out, args.batch, args.seed, args.split,
-                     step=args.step)
+                     step=args.step, protocol=args.protocol)
     else:
       evaluate(args.workdir, args.data, args.protocol, args.num, args.out, args.masks, args.batch,
                args.seed, args.split, args.attention_threshold, step=args.step, fid=not args.no_fid,

@@ -371,6 +371,16 @@ def test_blind_and_toned_evaluation(trained_workdir, tmp_path):
     assert np.isfinite(row["psnr_hole"]) and np.isfinite(row["psnr_hole_true_mask"])
     assert row["uncovered"] <= not_grown["uncovered"], fill  # growth only adds (test_blind: by how much)
   assert (tmp_path / "blind" / "blind_grid.png").exists() and "| white |" in (tmp_path / "blind" / "report.md").read_text()
+  # --protocol growing: the same rows for each centred hole size.
+  from faceinpaint_jax.data.masks import GROWING_SIZES
+  growing = evaluate_blind(trained_workdir, "sample", 2, tmp_path / "blind_growing", batch_size=2,
+                           protocol="growing")
+  assert list(growing["by_hole_size"]) == [str(side) for side in GROWING_SIZES] and "by_fill" not in growing
+  assert all(list(by_fill) == list(HOLE_FILLS) for by_fill in growing["by_hole_size"].values())
+  true_mask_psnr = [growing["by_hole_size"][str(side)]["noise"][0]["psnr_true_mask"] for side in GROWING_SIZES]
+  assert np.all(np.diff(true_mask_psnr) < 0)  # each size its own hole: larger holes, more to fill
+  markdown = (tmp_path / "blind_growing" / "report.md").read_text()
+  assert markdown.count("| white |") == len(GROWING_SIZES) and "### Hole 16×16 at 128×128" in markdown
   report = evaluate(trained_workdir, "sample", "center", 4, tmp_path / "grey", batch_size=4, fid=False, tone="grey",
                     fill="white")
   chroma = report["chroma"]
@@ -378,6 +388,15 @@ def test_blind_and_toned_evaluation(trained_workdir, tmp_path):
   assert chroma["opencv_telea"]["surrounding"] < 1.0 and report["hole_fill"] == "white"
   saved = np.asarray(Image.open(next((tmp_path / "grey" / "completions" / "this_model").iterdir())), np.int16)
   assert np.abs(saved[..., 0] - saved[..., 1]).max() <= 1  # a grey image on disk
+
+
+def test_blind_evaluation_of_a_protocol_it_cannot_run_is_one_line(tmp_path, capsys):
+  from faceinpaint_jax import evaluate
+  assert evaluate.main(["--workdir", str(tmp_path / "nowhere"), "--blind", "--protocol",
+                        "fixed_size_random_position", "--out", str(tmp_path / "out")]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == ["error: --blind evaluates the center or growing protocol, not 'fixed_size_random_position'"]
+  assert not (tmp_path / "out").exists()
 
 
 def test_ablation_clocks_read_the_training_log(tmp_path):
