@@ -33,6 +33,10 @@ def base_config() -> ml_collections.ConfigDict:
       # "space_to_depth" folds each f×f block into channels and unfolds the maps (sees every pixel).
       attention_downsample=1,
       attention_sampling="average",
+      # Whether the completion network's losses train the attentive module too, through A_N (end to end,
+      # as the paper's Algorithm 1 optimises one generator), or only L_att does (A_N detached as the
+      # completion network's input).
+      attention_trained_by_completion=True,
       disc_global_widths=(64, 128, 256, 512, 512),
       disc_global_non_local_after=1,
       disc_local_widths=(64, 128, 256, 512),
@@ -143,7 +147,7 @@ def validate(config) -> None:
   _choice("model.norm", m.norm, ("batch", "group", "none"))
   _choice("model.attention_sampling", m.attention_sampling, ("average", "space_to_depth"))
   _choice("loss.attention_form", config.loss.attention_form, ("mse", "bce"))
-  for name in ("attentive", "non_local"):
+  for name in ("attentive", "non_local", "attention_trained_by_completion"):
     if not isinstance(getattr(m, name), bool):
       raise ConfigError(f"model.{name}={getattr(m, name)!r} must be True or False")
   _choice("data.mask_kind", d.mask_kind, ("rectangle", "free_form"))

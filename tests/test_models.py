@@ -1,5 +1,6 @@
 """Shapes, identities and gradients of every network part."""
 
+import functools
 import itertools
 
 import chex
@@ -282,6 +283,34 @@ def test_every_parameter_gets_a_finite_nonzero_gradient(tiny_config):
       assert jnp.all(jnp.isfinite(g)), path
       assert jnp.any(g != 0), jax.tree_util.keystr(path)
 
+
+
+@pytest.mark.parametrize("trained_by_completion", [True, False])
+def test_the_completion_loss_reaches_the_attentive_module_only_end_to_end(tiny_config, trained_by_completion):
+  """model.attention_trained_by_completion=False detaches A_N at the completion network's input: a loss
+  on the completion alone gives the attentive module's parameters exactly zero gradient, and the same
+  forward values."""
+  generator, _, images, _, g_vars, _ = _tiny_models(tiny_config)
+  tiny_config.model.attention_trained_by_completion = trained_by_completion
+  try:
+    chosen = build_generator(tiny_config)
+  finally:
+    tiny_config.model.attention_trained_by_completion = True
+  params = _randomize_zero_leaves(g_vars["params"], jax.random.key(5))
+
+  def completion_loss(model, params):
+    out = model.apply({"params": params, "batch_stats": g_vars["batch_stats"]}, images)
+    return jnp.sum(jnp.sin(3 * out["completion"]))
+
+  grads = jax.jit(jax.grad(functools.partial(completion_loss, chosen)))(params)
+  end_to_end = jax.jit(jax.grad(functools.partial(completion_loss, generator)))(params)
+  attention_grads = jax.tree_util.tree_leaves(grads["attention"])
+  assert all(jnp.all(jnp.isfinite(g)) for g in attention_grads)
+  assert any(jnp.any(g != 0) for g in attention_grads) == trained_by_completion
+  chex.assert_trees_all_close(grads["completion"], end_to_end["completion"], rtol=1e-5, atol=1e-6)
+  reference = generator.apply({"params": params, "batch_stats": g_vars["batch_stats"]}, images)
+  chex.assert_trees_all_equal(chosen.apply({"params": params, "batch_stats": g_vars["batch_stats"]}, images),
+                              reference)
 
 def test_train_mode_updates_batch_stats_eval_is_deterministic(tiny_config):
   generator, _, images, _, g_vars, _ = _tiny_models(tiny_config)

@@ -26,6 +26,7 @@ def build_generator(config) -> Generator:
       attention_kv_pool=m.attention_kv_pool, attention_downsample=m.get("attention_downsample", 1),
       attention_sampling=m.get("attention_sampling", "average"),
       attentive=m.get("attentive", True),
+      attention_trained_by_completion=m.get("attention_trained_by_completion", True),
       use_non_local=m.get("non_local", True), norm=m.get("norm", "batch"), dtype=compute_dtype(config))
 
 

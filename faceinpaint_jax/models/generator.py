@@ -48,6 +48,8 @@ class Generator(nn.Module):
   attention_downsample: int = 1
   attention_sampling: str = "average"
   attentive: bool = True
+  # False: A_N enters the completion network detached, so only L_att trains the attentive module.
+  attention_trained_by_completion: bool = True
   use_non_local: bool = True
   norm: str = "batch"
   dtype: Dtype = jnp.float32
@@ -81,6 +83,8 @@ class Generator(nn.Module):
       chex.assert_shape(attention_maps, (self.attention_steps, *x.shape[:3], 1))
       outputs["attention_maps"] = attention_maps
       hole_estimate = attention_maps[-1]
+      if not self.attention_trained_by_completion:
+        hole_estimate = jax.lax.stop_gradient(hole_estimate)
     else:
       if hole_mask is None:
         raise ValueError("a generator without the attentive module (model.attentive=False) needs the hole mask")
