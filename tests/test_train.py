@@ -417,6 +417,16 @@ def test_hole_fill_weights_of_the_wrong_length_are_one_plain_line():
   assert result.stderr.count("\n") == 1 and "data.hole_fill_weights=(1, 1, 3) needs five shares" in result.stderr
 
 
+
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(REPO, "configs"))
+                                         if n.endswith(".py") and n != "parser.py"))  # test_parser has its own
+def test_every_shipped_inpainting_config_passes_validation(name):
+  """A config file whose key or value is wrong fails here, not minutes into a user's run."""
+  from faceinpaint_jax.config import load_config_file, validate
+  config = load_config_file(os.path.join(REPO, "configs", name))
+  validate(config)
+  assert 0 < config.train.stage1_steps <= config.train.steps
+
 def test_r1_penalty_is_the_squared_input_gradient_of_each_discriminator(tiny_config):
   """loss.r1: each discriminator's R1 term is the batch mean of ‖∇ logit‖² with respect to its own
   input (checked against finite differences along the gradient), added as γ/2 to its loss."""

@@ -1,0 +1,27 @@
+"""The blind quickstart trained four times as long, its attentive module trained by L_att alone:
+
+  python launch.py --config configs/quickstart_blind_long.py --workdir runs/quickstart_blind_long
+
+11,200 steps (9,200 in stage 1), about 50 minutes on 2 CPU cores. Trained end to end this long, the
+attentive module got worse after ~3,500 steps (its loss rose while the completion's fell; patch blind IoU
+0.66 → 0.45 by step 5,600); with A_N detached at the completion network's input it keeps improving
+(docs/REAL_PHOTOS.md, "Trained longer").
+"""
+
+import os
+
+from faceinpaint_jax.config import load_config_file
+
+
+def get_config():
+  config = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "quickstart_blind.py"))
+  config.model.attention_trained_by_completion = False
+  config.train.steps = 11200
+  # Stage 2 as long as the quickstart's (500 steps): 2,000 steps of it made the fills banded and blocky
+  # (white-hole PSNR 17.20 dB at step 8,400, 16.91 at 9,800, 15.86 at 11,200).
+  config.train.stage1_steps = 10700
+  config.train.stage2_rampup_steps = 100
+  config.train.decay_steps = 11200
+  config.train.checkpoint_every = 1400
+  config.train.sample_every = 2800
+  return config
