@@ -366,6 +366,7 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
       "protocol": protocol, "num_images": len(chosen), "image_size": int(config.data.image_size),
       "trained_hole_fill": config.data.hole_fill,
       "settings": [dataclasses.asdict(s) for s in settings],
+      "columns": "blind_grid.png columns: damaged, blind mask, completed with it, with the true mask, truth",
   }
   by_fill = {name: {f: [{k: float(np.mean(v)) for k, v in r.items()} for r in rows[name][f]] for f in HOLE_FILLS}
              for name, _ in sides}
@@ -373,9 +374,6 @@ def evaluate_blind(workdir, data, num, out, batch_size=16, seed=0, split="test",
     report["by_hole_size"] = by_fill
   else:
     report["by_fill"] = by_fill[protocol]
-  report.update({
-      "columns": "blind_grid.png columns: damaged, blind mask, completed with it, with the true mask, truth",
-  })
   (out / "report.json").write_text(json.dumps(report, indent=2))
   (out / "report.md").write_text(blind_markdown(report))
   return report
