@@ -3,7 +3,7 @@ trained by L_att alone:
 
   python launch.py --config configs/quickstart_blind_long.py --workdir runs/quickstart_blind_long
 
-11,200 steps (10,700 in stage 1, 500 in stage 2), about 45 minutes on 2 CPU cores. Trained end to end
+11,200 steps (10,700 in stage 1, 500 in stage 2), about 47 minutes on 2 CPU cores. Trained end to end
 this long, the attentive module got worse after ~3,500 steps (its loss rose while the completion's fell;
 patch blind IoU 0.66 → 0.45 by step 5,600); with A_N detached at the completion network's input it keeps
 improving (docs/REAL_PHOTOS.md, "Small holes, the blind mask's growth, and training longer").
