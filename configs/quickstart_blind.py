@@ -32,8 +32,9 @@ def get_config():
   # share of each other fill. At 10 CPU-minutes (16 channels) this took their blind-mask IoU from 0.555
   # to 0.688 and cost the solid fills a little (mean 0.933 → 0.903, random colour 0.977 → 0.920).
   config.data.hole_fill_weights = (1, 1, 1, 1, 3)
-  # Training holes up to 40 px at 64 (the paper's go to 32, the size of the centre protocol's hole, so
-  # that hole was the largest the module had seen); the local window grows with them to contain them.
+  # Training holes up to 40 px at 64. The paper's largest is 32 px, the size of the centre protocol's
+  # hole, so the test hole was the largest the module had seen. The local window grows with the holes
+  # so that it still contains them.
   # At 10 CPU-minutes (the long config's recipe) this took pasted patches' blind IoU at 32 px from 0.728
   # to 0.801 and at 40 px from 0.588 to 0.781, hole PSNR over the mixture 16.48 → 17.10 dB, and the
   # solid fills stayed ≥ 0.90 (docs/REAL_PHOTOS.md); with this config's own 2,800 steps, 0.739 → 0.807.
